@@ -1,0 +1,139 @@
+"""Global answers from any worker: a Redis registry of workers, and scatter-gather of partials.
+
+Each worker serves the partial sums of the partitions it owns. The worker that answers a
+`GET /api/kpis` asks every live worker for its partials and merges them, and only answers
+when the partitions reported cover every partition exactly once (otherwise a rebalance is
+under way and it retries, then answers 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+
+from kpis.buckets import SumKey, merge_into
+
+REGISTRY_KEY = "crm-kpi:workers"
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER_SECONDS = 10.0
+
+
+class ClusterIncomplete(RuntimeError):
+    """The workers' partials do not cover every partition exactly once (yet)."""
+
+
+@dataclass
+class Partials:
+    """Merged partial results of some partitions."""
+
+    partitions: list[int] = field(default_factory=list)
+    sums: dict[SumKey, int] = field(default_factory=dict)
+    sums_30d: dict[SumKey, int] = field(default_factory=dict)
+    processed: int = 0
+    rejected: int = 0
+    lag: int = 0
+
+    def to_json(self) -> bytes:
+        """Wire form of the partials."""
+        return orjson.dumps({
+            "partitions": self.partitions,
+            "sums": [[*k, v] for k, v in self.sums.items()],
+            "sums_30d": [[*k, v] for k, v in self.sums_30d.items()],
+            "processed": self.processed,
+            "rejected": self.rejected,
+            "lag": self.lag,
+        })
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> Partials:
+        """Read the wire form."""
+        return cls(
+            list(payload["partitions"]),
+            {(t, f, d, s): v for t, f, d, s, v in payload["sums"]},
+            {(t, f, d, s): v for t, f, d, s, v in payload["sums_30d"]},
+            payload["processed"],
+            payload["rejected"],
+            payload["lag"],
+        )
+
+    def absorb(self, other: Partials) -> None:
+        """Add another worker's partials."""
+        self.partitions.extend(other.partitions)
+        merge_into(self.sums, other.sums)
+        merge_into(self.sums_30d, other.sums_30d)
+        self.processed += other.processed
+        self.rejected += other.rejected
+        self.lag += other.lag
+
+
+class WorkerRegistry:
+    """Live workers and their URLs, kept in a Redis hash with heartbeats."""
+
+    def __init__(self, redis_url: str, worker_id: str, url: str) -> None:
+        self.redis = aioredis.from_url(redis_url)
+        self.worker_id = worker_id
+        self.url = url
+
+    async def heartbeat(self) -> None:
+        """Announce this worker (called every HEARTBEAT_SECONDS)."""
+        entry = orjson.dumps({"url": self.url, "seen": time.time()})
+        await self.redis.hset(REGISTRY_KEY, self.worker_id, entry)
+
+    async def leave(self) -> None:
+        """Remove this worker from the registry."""
+        await self.redis.hdel(REGISTRY_KEY, self.worker_id)
+        await self.redis.aclose()
+
+    async def peers(self) -> dict[str, str]:
+        """Worker id → URL of every worker seen recently."""
+        entries = await self.redis.hgetall(REGISTRY_KEY)
+        now = time.time()
+        live = {}
+        for worker_id, raw in entries.items():
+            entry = orjson.loads(raw)
+            if now - entry["seen"] < STALE_AFTER_SECONDS:
+                live[worker_id.decode()] = entry["url"]
+        return live
+
+
+LocalPartials = Callable[[Mapping[str, str]], Awaitable[Partials]]
+
+
+async def gather(
+    registry: WorkerRegistry,
+    local: LocalPartials,
+    query: Mapping[str, str],
+    partitions: int,
+    *,
+    token: str | None = None,
+    attempts: int = 10,
+) -> Partials:
+    """Merged partials of all workers, covering every partition exactly once."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for attempt in range(attempts):
+            merged = Partials()
+            for worker_id, url in (await registry.peers()).items():
+                if worker_id == registry.worker_id:
+                    merged.absorb(await local(query))
+                    continue
+                try:
+                    async with session.get(f"{url}/internal/partials", params=query,
+                                           headers=headers) as response:
+                        response.raise_for_status()
+                        merged.absorb(Partials.from_json(orjson.loads(await response.read())))
+                except (TimeoutError, aiohttp.ClientError):
+                    continue
+            if sorted(merged.partitions) == list(range(partitions)):
+                return merged
+            await asyncio.sleep(min(0.2 * (attempt + 1), 1.0))
+    raise ClusterIncomplete(
+        f"workers report partitions {sorted(merged.partitions)} of {partitions}: rebalancing"
+    )

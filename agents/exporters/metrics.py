@@ -1,0 +1,73 @@
+"""Prometheus collector that reads the KPI state of this worker's partitions at scrape time.
+
+Each worker exports only the partitions it owns, as gauges of window sums (numerators and
+denominators, never ratios), so `sum without (instance)` over all workers is the global value
+and a rebalance leaves no stale series behind.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agents.exporters.fields import metric_for
+from agents.state import StateKeeper
+from kpis.timebase import WINDOWS
+
+LABELS = ("tenant", "window", "by", "segment")
+
+
+class KpiCollector(Collector):
+    """Yields `crm_kpi_*` gauges per tenant, window and segment, and engine counters."""
+
+    def __init__(
+        self,
+        keeper: StateKeeper,
+        owned: Callable[[], list[int]],
+        now_ms: Callable[[], int],
+        lag: Callable[[], dict[int, int]],
+    ) -> None:
+        self.keeper = keeper
+        self.owned = owned
+        self.now_ms = now_ms
+        self.lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        """Build every family from the current state (called on each scrape)."""
+        partitions = self.owned()
+        now = self.now_ms()
+        families: dict[str, GaugeMetricFamily] = {}
+        samples: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
+        for window in WINDOWS:
+            totals = self.keeper.window_totals(partitions, window, now, now)
+            for (tenant, field, dimension, segment), value in totals.items():
+                name, divisor = metric_for(field)
+                labels = [tenant, window, dimension or "none", segment or "all"]
+                samples[name].append((labels, value / divisor))
+        for name, rows in sorted(samples.items()):
+            family = families[name] = GaugeMetricFamily(
+                name, f"KPI input {name.removeprefix('crm_kpi_')} per window", labels=LABELS
+            )
+            for labels, value in rows:
+                family.add_metric(labels, value)
+        yield from families.values()
+        yield from self._engine_families(partitions)
+
+    def _engine_families(self, partitions: list[int]) -> Iterator[Metric]:
+        processed = CounterMetricFamily(
+            "crm_events_processed", "Distinct canonical events applied to state", labels=["partition"]
+        )
+        rejected = CounterMetricFamily(
+            "crm_events_rejected", "Invalid events sent to the dead-letter topic", labels=["partition"]
+        )
+        for partition in partitions:
+            counters = self.keeper.state(partition).counters
+            processed.add_metric([str(partition)], counters.processed)
+            rejected.add_metric([str(partition)], counters.rejected)
+        lag = GaugeMetricFamily("crm_consumer_lag", "Records not yet consumed", labels=["partition"])
+        for partition, records in sorted(self.lag().items()):
+            lag.add_metric([str(partition)], records)
+        yield from (processed, rejected, lag)

@@ -1,0 +1,68 @@
+"""Turning records of the events topic into state changes, dead letters or forwards."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from agents.state import StateKeeper
+from kpis.partition import position
+from streams.codec import UndecodableRecord, decode_record
+from streams.events import InvalidEvent, parse_event
+from streams.topics import partition_for, routing_key
+
+
+def wall_ms() -> int:
+    """The engine clock: wall time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class RecordOutcome:
+    """What applying one record asks the agent to send on."""
+
+    dead_letters: list[tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    forwards: list[tuple[int, Any]] = field(default_factory=list)
+
+
+class RecordApplier:
+    """Decodes, validates and applies the events of a record to the partition's state."""
+
+    def __init__(self, keeper: StateKeeper, partitions: int) -> None:
+        self.keeper = keeper
+        self.partitions = partitions
+        self.currencies = keeper.config.known_currencies
+        self.last_event_ms = 0
+        self.next_offsets: dict[int, int] = {}
+
+    def apply(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> RecordOutcome:
+        """Apply one record; invalid events become dead letters, misrouted ones forwards."""
+        outcome = RecordOutcome()
+        self.next_offsets[partition] = offset + 1
+        state = self.keeper.state(partition)
+        provenance = [("partition", str(partition).encode()), ("offset", str(offset).encode())]
+        try:
+            raws = decode_record(value)
+        except UndecodableRecord as exc:
+            state.reject(position(offset, 0))
+            outcome.dead_letters.append((value or b"", [("reason", str(exc).encode()), *provenance]))
+            return outcome
+        for index, raw in enumerate(raws):
+            pos = position(offset, index)
+            try:
+                event = parse_event(raw, now_ms=now_ms, known_currencies=self.currencies)
+            except InvalidEvent as exc:
+                state.reject(pos)
+                headers = [("reason", str(exc).encode()), ("field", exc.field.encode()), *provenance]
+                outcome.dead_letters.append((orjson.dumps(raw), headers))
+                continue
+            home = partition_for(routing_key(raw), self.partitions)
+            if home != partition:
+                outcome.forwards.append((home, raw))
+                continue
+            state.apply(event, pos, now_ms)
+            self.last_event_ms = max(self.last_event_ms, event.time_ms)
+        return outcome

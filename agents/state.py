@@ -1,0 +1,78 @@
+"""The bridge between the Faust state table and the per-partition KPI state.
+
+The table holds one changelog record per state record of `kpis.partition`, keyed
+`<partition>|<record key>`. The worker keeps decoded `PartitionState`s for the partitions it
+owns, loads one from the recovered table the first time it is needed, writes what changed
+after each batch, and forgets a partition when it is revoked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from kpis.buckets import SumKey, merge_into
+from kpis.config import KpiConfig
+from kpis.entities import Family
+from kpis.partition import PartitionState
+
+
+class StateKeeper:
+    """Owns the `PartitionState` of every partition this worker processes."""
+
+    def __init__(self, table: Any, families: tuple[Family, ...], config: KpiConfig) -> None:
+        self.table = table
+        self.families = families
+        self.config = config
+        self.states: dict[int, PartitionState] = {}
+
+    def state(self, partition: int) -> PartitionState:
+        """The state of `partition`, loaded from the recovered table on first use."""
+        state = self.states.get(partition)
+        if state is None:
+            state = self.states[partition] = PartitionState(partition, self.families, self.config)
+            prefix = f"{partition}|".encode()
+            for key, value in list(self.table.data.items()):
+                if key.startswith(prefix):
+                    state.restore(key[len(prefix):].decode(), value)
+        return state
+
+    def flush(self, partitions: Iterable[int]) -> int:
+        """Write every changed record of `partitions` to the table and its changelog."""
+        written = 0
+        for partition in partitions:
+            state = self.states.get(partition)
+            if state is None:
+                continue
+            for key, value in state.drain():
+                full_key = f"{partition}|{key}".encode()
+                if value is None:
+                    self.table.data.pop(full_key, None)
+                else:
+                    self.table.data[full_key] = value
+                self.table.send_changelog(partition, full_key, value)
+                written += 1
+        return written
+
+    def prune(self, now_ms: int) -> None:
+        """Drop what every window has left behind, in every owned partition."""
+        for state in self.states.values():
+            state.prune(now_ms)
+        self.flush(list(self.states))
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop revoked partitions: their new owner rebuilds them from the changelog."""
+        for partition in partitions:
+            if self.states.pop(partition, None) is not None:
+                prefix = f"{partition}|".encode()
+                for key in [k for k in self.table.data if k.startswith(prefix)]:
+                    del self.table.data[key]
+
+    def window_totals(
+        self, partitions: Iterable[int], window: str, at_ms: int, now_ms: int
+    ) -> dict[SumKey, int]:
+        """Merged window sums over `partitions`."""
+        total: dict[SumKey, int] = {}
+        for partition in partitions:
+            merge_into(total, self.state(partition).window_totals(window, at_ms, now_ms))
+        return total

@@ -1,0 +1,1 @@
+"""crm-kpi: streaming CRM KPI engine."""

@@ -1,0 +1,220 @@
+"""The KPI state of one input partition: entities, time buckets, seen ids and counters.
+
+Exactly-once effect under at-least-once delivery: every state record remembers the stream
+position (`pos`) of the last event applied to it, and records are written to the changelog
+in a fixed order (counters, buckets, seen ids, entities) within one changelog partition. After
+a crash, a record read back is at or ahead of everything written before it, so an event
+redelivered at a position at or below a record's `floor` (its position when read back) is
+already in that record and is skipped there, and applied everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from kpis.buckets import Bucket, BucketStore, SumKey, merge_into
+from kpis.config import KpiConfig
+from kpis.entities import Entity, Family, contribution_delta
+from kpis.timebase import DAY_MS, FINE_WINDOWS, HOUR_RETENTION_MS, window_lower_ms
+from streams.events import Event
+
+POSITION_SHIFT = 20  # position = offset << 20 | index of the event inside its record
+
+
+def position(offset: int, index: int) -> int:
+    """The stream position of the `index`-th event of the record at `offset`."""
+    return (offset << POSITION_SHIFT) | index
+
+
+@dataclass(slots=True)
+class EntityRecord:
+    """An entity with its stream positions."""
+
+    entity: Entity
+    pos: int = -1
+    floor: int = -1
+
+
+@dataclass(slots=True)
+class SeenIds:
+    """Ids of entity-less events of one event-time day, for dedup."""
+
+    ids: set[str]
+    pos: int = -1
+    floor: int = -1
+
+
+@dataclass(slots=True)
+class Counters:
+    """Per-partition event counters for `/api/status`."""
+
+    processed: int = 0
+    rejected: int = 0
+    pos: int = -1
+    floor: int = -1
+
+
+class PartitionState:
+    """Applies canonical events of one partition to KPI state and yields changelog records."""
+
+    def __init__(self, partition: int, families: tuple[Family, ...], config: KpiConfig) -> None:
+        self.partition = partition
+        self.config = config
+        self.entity_types: dict[str, type[Entity]] = {}
+        self.stateless: dict[str, Any] = {}
+        cumulative: set[str] = set()
+        for family in families:
+            self.entity_types.update(family.entities)
+            self.stateless.update(family.stateless)
+            cumulative |= family.cumulative_fields
+        self.kinds = {cls.kind: cls for cls in self.entity_types.values()}
+        self.buckets = BucketStore(frozenset(cumulative))
+        self.entities: dict[str, EntityRecord] = {}
+        self.seen: dict[int, SeenIds] = {}
+        self.counters = Counters()
+        self.dirty_entities: set[str] = set()
+        self.dirty_seen: set[int] = set()
+        self.counters_dirty = False
+
+    # -- applying events -------------------------------------------------------------------
+
+    def apply(self, event: Event, pos: int, now_ms: int) -> None:
+        """Apply one valid event at stream position `pos`."""
+        entity_type = self.entity_types.get(event.type)
+        if entity_type is not None:
+            new = self._apply_entity(entity_type, event, pos, now_ms)
+        else:
+            new = self._apply_stateless(event, pos, now_ms)
+        if new:
+            self._count(pos, processed=1)
+
+    def reject(self, pos: int) -> None:
+        """Count an invalid event (it went to the dead-letter topic)."""
+        self._count(pos, rejected=1)
+
+    def _count(self, pos: int, processed: int = 0, rejected: int = 0) -> None:
+        if pos <= self.counters.floor:
+            return
+        self.counters.processed += processed
+        self.counters.rejected += rejected
+        self.counters.pos = max(self.counters.pos, pos)
+        self.counters_dirty = True
+
+    def _apply_entity(self, entity_type: type[Entity], event: Event, pos: int, now_ms: int) -> bool:
+        key = f"{entity_type.kind}|{event.tenant}|{event.data[entity_type.key_field]}"
+        record = self.entities.get(key)
+        if record is None:
+            record = self.entities[key] = EntityRecord(entity_type())
+        if pos <= record.floor:
+            return False
+        before = record.entity.contributions(event.tenant)
+        if not record.entity.apply(event, self.config):
+            return False
+        after = record.entity.contributions(event.tenant)
+        for contribution in contribution_delta(before, after):
+            self.buckets.add(contribution, pos, now_ms)
+        record.pos = pos
+        self.dirty_entities.add(key)
+        return True
+
+    def _apply_stateless(self, event: Event, pos: int, now_ms: int) -> bool:
+        if event.time_ms < now_ms - HOUR_RETENTION_MS:
+            return True  # older than every window: it changes nothing that is kept
+        day = event.time_ms // DAY_MS
+        seen = self.seen.get(day)
+        if seen is None:
+            seen = self.seen[day] = SeenIds(set())
+        if pos <= seen.floor or event.uid in seen.ids:
+            return False
+        seen.ids.add(event.uid)
+        seen.pos = pos
+        self.dirty_seen.add(day)
+        for contribution in self.stateless[event.type](event, self.config):
+            self.buckets.add(contribution, pos, now_ms)
+        return True
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def window_totals(self, window: str, at_ms: int, now_ms: int) -> dict[SumKey, int]:
+        """Sums of `window` at `at_ms`, plus cumulative fields at `at` and at the window start.
+
+        Cumulative fields appear as `field@at` and `field@start`, so that point-in-time KPIs
+        and their value at `T - W` merge across partitions by plain addition.
+        """
+        lower = window_lower_ms(window, at_ms, self.config.zone)
+        totals = self.buckets.window_sums(lower, at_ms, now_ms, window in FINE_WINDOWS)
+        if self.buckets.cumulative_fields:
+            for suffix, moment in (("@at", at_ms), ("@start", lower)):
+                for (tenant, name, dim, seg), value in self.buckets.cumulative_sums(moment).items():
+                    key = (tenant, name + suffix, dim, seg)
+                    totals[key] = totals.get(key, 0) + value
+        return totals
+
+    # -- changelog -------------------------------------------------------------------------
+
+    def prune(self, now_ms: int) -> None:
+        """Drop buckets and seen ids that every window has left behind."""
+        self.buckets.prune(now_ms)
+        oldest_day = (now_ms - HOUR_RETENTION_MS) // DAY_MS
+        for day in [d for d in self.seen if d < oldest_day]:
+            del self.seen[day]
+            self.dirty_seen.add(day)
+
+    def drain(self) -> Iterator[tuple[str, bytes | None]]:
+        """Changelog records of everything changed since the last drain, in the safe order.
+
+        A value of None deletes the key (a dropped bucket or seen-id day).
+        """
+        if self.counters_dirty:
+            counters = self.counters
+            yield "meta", orjson.dumps([counters.pos, counters.processed, counters.rejected])
+            self.counters_dirty = False
+        bucket_keys = sorted(self.buckets.dirty, key=lambda kind_index: kind_index[0] != "b")
+        self.buckets.dirty.clear()
+        for kind, index in bucket_keys:
+            bucket = self.buckets.bucket(kind, index)
+            yield f"{kind}|{index}", None if bucket is None else _encode_bucket(bucket)
+        for day in sorted(self.dirty_seen):
+            seen = self.seen.get(day)
+            value = None if seen is None else orjson.dumps([seen.pos, sorted(seen.ids)])
+            yield f"s|{day}", value
+        self.dirty_seen.clear()
+        for key in sorted(self.dirty_entities):
+            record = self.entities[key]
+            yield f"e|{key}", orjson.dumps([record.pos, record.entity.to_state()])
+        self.dirty_entities.clear()
+
+    def restore(self, key: str, value: bytes) -> None:
+        """Load one changelog record written by `drain` (after a restart or a rebalance)."""
+        kind, _, rest = key.partition("|")
+        decoded = orjson.loads(value)
+        if kind == "meta":
+            pos, processed, rejected = decoded
+            self.counters = Counters(processed, rejected, pos, pos)
+        elif kind in ("m", "h", "b"):
+            self.buckets.restore(kind, int(rest), _decode_bucket(decoded))
+        elif kind == "s":
+            pos, ids = decoded
+            self.seen[int(rest)] = SeenIds(set(ids), pos, pos)
+        elif kind == "e":
+            pos, state = decoded
+            entity = self.kinds[rest.partition("|")[0]].from_state(state)
+            self.entities[rest] = EntityRecord(entity, pos, pos)
+        else:
+            raise ValueError(f"unknown state record {key!r}")
+
+
+def _encode_bucket(bucket: Bucket) -> bytes:
+    values = [[*key, value] for key, value in bucket.values.items() if value]
+    return orjson.dumps([bucket.pos, bucket.folded_through, values])
+
+
+def _decode_bucket(decoded: list[Any]) -> Bucket:
+    pos, folded_through, values = decoded
+    bucket = Bucket(pos=pos, folded_through=folded_through)
+    merge_into(bucket.values, {(t, f, d, s): v for t, f, d, s, v in values})
+    return bucket

@@ -1,0 +1,1 @@
+"""Events in: the canonical event model, the topic catalogue, codecs, publishing and the gateway."""

@@ -1,0 +1,57 @@
+"""The topic catalogue: which topic carries what, and which key routes each event type.
+
+Every event is keyed by the entity whose state it changes, so that entity's state lives in
+one partition: a lead's events by `lead_id`, a deal's by `deal_id`, and so on. Events that
+change no entity (visits, spend, surveys) are keyed by their own id, which sends duplicates
+of one event to one partition, where the dedup state is. Third-party producers that key
+their records the same way (Kafka's default murmur2 partitioner) need no repartitioning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+EVENTS_TOPIC = "crm-kpi.events"
+DEADLETTER_TOPIC = "crm-kpi.deadletter"
+STATE_TABLE = "crm-kpi-state"
+DEFAULT_PARTITIONS = 4
+
+ROUTING_FIELD: dict[str, str] = {
+    "lead.created": "lead_id",
+    "lead.touched": "lead_id",
+    "lead.converted": "lead_id",
+    "deal.created": "deal_id",
+    "deal.updated": "deal_id",
+    "deal.won": "deal_id",
+    "deal.lost": "deal_id",
+    "ticket.created": "ticket_id",
+    "ticket.replied": "ticket_id",
+    "ticket.resolved": "ticket_id",
+    "ticket.reopened": "ticket_id",
+    "subscription.started": "subscription_id",
+    "subscription.changed": "subscription_id",
+    "subscription.renewed": "subscription_id",
+    "subscription.cancelled": "subscription_id",
+    "order.placed": "customer_id",
+    "cart.created": "cart_id",
+    "cart.checked_out": "cart_id",
+    "user.login": "user_id",
+    "record.created": "user_id",
+    "task.completed": "user_id",
+}
+
+
+def routing_key(raw: Mapping[str, Any]) -> bytes:
+    """The Kafka key of a canonical event (already validated): its entity id, else its own id."""
+    field = ROUTING_FIELD.get(raw["type"])
+    if field is not None:
+        return str(raw["data"][field]).encode()
+    return f"{raw['source']}\x1f{raw['id']}".encode()
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for `key` (murmur2, as the Java client)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
