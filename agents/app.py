@@ -6,7 +6,9 @@ import hmac
 import logging
 import socket
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from agents.exporters.api import kpis_response, problem, status_response
 from agents.exporters.cluster import Partials, WorkerRegistry, gather
 from agents.exporters.metrics import KpiCollector
-from agents.ingest import RecordApplier, wall_ms
+from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
 from crmkpi.discovery import Services
 from crmkpi.settings import Settings
+from kpis.buckets import SumKey, merge_into
 from kpis.families import FAMILIES
+from streams.codec import encode_batches
 from streams.events import parse_time_ms
-from streams.topics import DEADLETTER_TOPIC, EVENTS_TOPIC, STATE_TABLE
+from streams.internal import CUSTOMER_STATE_TABLE, CUSTOMERS_TOPIC, encode_internal
+from streams.topics import DEADLETTER_TOPIC, EVENTS_TOPIC, STATE_TABLE, partition_for
 
 log = logging.getLogger("crm-kpi.worker")
 PRUNE_SECONDS = 60.0
@@ -41,6 +46,16 @@ def free_port_from(port: int, bind: str) -> int:
                 continue
             return candidate
     raise RuntimeError(f"no free port in {port}..{port + 99} on {bind}")
+
+
+@dataclass
+class Stage:
+    """One input topic with its state table, the keeper of its partitions and its applier."""
+
+    topic: Any
+    table: Any
+    keeper: StateKeeper
+    applier: RecordApplier
 
 
 class Worker:
@@ -69,52 +84,74 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
         )
-        self.events = self.app.topic(EVENTS_TOPIC, key_type=bytes, value_type=bytes,
-                                     key_serializer="raw", value_serializer="raw",
-                                     partitions=settings.partitions)
         self.deadletters = self.app.topic(DEADLETTER_TOPIC, key_serializer="raw",
                                           value_serializer="raw", partitions=settings.partitions)
-        self.table = self.app.Table(STATE_TABLE, key_type=bytes, value_type=bytes,
-                                    partitions=settings.partitions)
-        self.keeper = StateKeeper(self.table, FAMILIES, settings.kpi_config)
-        self.applier = RecordApplier(self.keeper, settings.partitions)
+        config = settings.kpi_config
+        self.events = self._stage(EVENTS_TOPIC, STATE_TABLE, "events", canonical_applier)
+        self.customers = self._stage(CUSTOMERS_TOPIC, CUSTOMER_STATE_TABLE, "customers",
+                                     customer_applier)
+        self.config = config
         url = f"http://{settings.bind}:{self.port}"
         self.registry = WorkerRegistry(services.redis_url, self.worker_id, url)
         self.metrics = CollectorRegistry()
-        self.metrics.register(KpiCollector(self.keeper, self.owned, wall_ms, self.lag))
+        self.metrics.register(KpiCollector(self.window_totals, self.counters, wall_ms, self.lag))
         self._wire()
 
-    # -- ownership ---------------------------------------------------------------------------
+    def _stage(self, topic_name: str, table_name: str, stage: str, applier: Any) -> Stage:
+        partitions = self.settings.partitions
+        topic = self.app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                               value_serializer="raw", partitions=partitions)
+        table = self.app.Table(table_name, key_type=bytes, value_type=bytes, partitions=partitions)
+        families = tuple(f for f in FAMILIES if f.stage == stage)
+        keeper = StateKeeper(table, families, self.settings.kpi_config)
+        return Stage(topic, table, keeper, applier(keeper, partitions))
 
-    def owned(self) -> list[int]:
-        """Input partitions this worker owns and has recovered (empty while rebalancing)."""
+    # -- ownership and reading ---------------------------------------------------------------
+
+    def owned(self, topic: str = EVENTS_TOPIC) -> list[int]:
+        """Partitions of `topic` this worker owns and has recovered (empty while rebalancing)."""
         if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
             return []
         return sorted(tp.partition for tp in self.app.assignor.assigned_actives()
-                      if tp.topic == EVENTS_TOPIC)
+                      if tp.topic == topic)
+
+    def window_totals(self, window: str, at_ms: int, now_ms: int) -> dict[SumKey, int]:
+        """Window sums over every partition of both stages this worker owns."""
+        totals = self.events.keeper.window_totals(self.owned(EVENTS_TOPIC), window, at_ms, now_ms)
+        merge_into(totals, self.customers.keeper.window_totals(
+            self.owned(CUSTOMERS_TOPIC), window, at_ms, now_ms))
+        return totals
+
+    def counters(self) -> dict[int, tuple[int, int]]:
+        """(processed, rejected) canonical events per owned partition of the events topic."""
+        return {p: (c.processed, c.rejected) for p in self.owned()
+                for c in [self.events.keeper.state(p).counters]}
 
     def lag(self) -> dict[int, int]:
-        """Records not yet applied, per owned partition."""
+        """Records not yet applied, per owned partition of the events topic."""
         lags = {}
+        consumer = self.app.consumer
         for partition in self.owned():
-            highwater = self.app.consumer.highwater(faust.types.TP(EVENTS_TOPIC, partition))
-            consumed = self.applier.next_offsets.get(partition, 0)
-            lags[partition] = max((highwater or 0) - consumed, 0)
+            tp = faust.types.TP(EVENTS_TOPIC, partition)
+            # Faust keeps the offset of the last committed record; nothing newer is applied
+            # until this worker consumes again, so it bounds what has been applied.
+            committed = consumer._committed_offset.get(tp)
+            consumed = max(self.events.applier.next_offsets.get(partition, 0),
+                           -1 if committed is None else committed + 1)
+            lags[partition] = max((consumer.highwater(tp) or 0) - consumed, 0)
         return lags
 
     async def local_partials(self, query: Mapping[str, str]) -> Partials:
         """This worker's share of a KPI query."""
         now = wall_ms()
         at = parse_time_ms(query["at"], "at")
-        partitions = self.owned()
-        sums = self.keeper.window_totals(partitions, query["window"], at, now)
-        sums_30d = self.keeper.window_totals(partitions, "30d", at, now)
-        states = [self.keeper.state(p) for p in partitions]
-        lags = self.lag()
-        return Partials(partitions, sums, sums_30d,
-                        sum(s.counters.processed for s in states),
-                        sum(s.counters.rejected for s in states),
-                        sum(lags.values()))
+        counters = self.counters()
+        return Partials(
+            self.owned(EVENTS_TOPIC), self.owned(CUSTOMERS_TOPIC),
+            self.window_totals(query["window"], at, now), self.window_totals("30d", at, now),
+            sum(c[0] for c in counters.values()), sum(c[1] for c in counters.values()),
+            sum(self.lag().values()),
+        )
 
     async def global_partials(self, query: Mapping[str, str]) -> Partials:
         """Every worker's share of a KPI query, merged."""
@@ -126,17 +163,26 @@ class Worker:
 
     def _wire(self) -> None:
         app = self.app
+        batch_size = self.settings.batch_size
 
-        @app.agent(self.events, name="apply-events", concurrency=1)
+        @app.agent(self.events.topic, name="apply-events", concurrency=1)
         async def apply_events(stream: Any) -> None:
-            async for batch in stream.noack_take(self.settings.batch_size, within=0.02):
-                await self._process(batch)
+            async for batch in stream.noack_take(batch_size, within=0.02):
+                await self._process(self.events, batch)
+                for event in batch:
+                    await stream.ack(event)
+
+        @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
+        async def apply_customers(stream: Any) -> None:
+            async for batch in stream.noack_take(batch_size, within=0.02):
+                await self._process(self.customers, batch)
                 for event in batch:
                     await stream.ack(event)
 
         @app.timer(PRUNE_SECONDS)
         async def prune() -> None:
-            self.keeper.prune(wall_ms())
+            for stage in (self.events, self.customers):
+                stage.keeper.prune(wall_ms())
 
         @app.timer(2.0)
         async def heartbeat() -> None:
@@ -144,12 +190,14 @@ class Worker:
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
-            self.keeper.forget(tp.partition for tp in revoked if tp.topic == EVENTS_TOPIC)
+            for stage in (self.events, self.customers):
+                stage.keeper.forget(tp.partition for tp in revoked
+                                    if tp.topic == stage.topic.get_topic_name())
 
         @app.page("/api/kpis")
         async def api_kpis(view: Any, request: web.Request) -> web.Response:
             return await self._guarded(request, lambda: kpis_response(
-                request.query, wall_ms(), self.global_partials, self.settings.kpi_config))
+                request.query, wall_ms(), self.global_partials, self.config))
 
         @app.page("/api/status")
         async def api_status(view: Any, request: web.Request) -> web.Response:
@@ -172,18 +220,36 @@ class Worker:
         async def healthz(view: Any, request: web.Request) -> web.Response:
             return web.json_response({"status": "ok", "worker": self.worker_id})
 
-    async def _process(self, batch: list[Any]) -> None:
+    async def _process(self, stage: Stage, batch: list[Any]) -> None:
+        """Apply a batch, send what it produced, then write the changed state.
+
+        Dead letters, forwards and internal events are acknowledged by Kafka before the state
+        that produced them is written, so a crash can re-send them but never lose them.
+        """
         now = wall_ms()
         touched = set()
+        sends = []
         for event in batch:
             message = event.message
             touched.add(message.partition)
-            outcome = self.applier.apply(message.partition, message.offset, message.value, now)
+            outcome = stage.applier.apply(message.partition, message.offset, message.value, now)
             for value, headers in outcome.dead_letters:
-                await self.deadletters.send(value=value, headers=headers)
+                sends.append(await self.deadletters.send(value=value, headers=headers))
             for partition, raw in outcome.forwards:
-                await self.events.send(value=orjson.dumps(raw), partition=partition)
-        self.keeper.flush(touched)
+                sends.append(await stage.topic.send(value=orjson.dumps(raw), partition=partition))
+        sends.extend(await self._send_internal(stage, touched))
+        for future in sends:
+            await future
+        stage.keeper.flush(touched)
+
+    async def _send_internal(self, stage: Stage, partitions: set[int]) -> list[Any]:
+        by_partition: dict[int, list[bytes]] = defaultdict(list)
+        for partition in partitions:
+            for tenant, (key, event_type, time_ms, data) in stage.keeper.state(partition).take_outbox():
+                target = partition_for(key.encode(), self.settings.partitions)
+                by_partition[target].append(encode_internal(tenant, event_type, time_ms, data))
+        return [await self.customers.topic.send(value=record, partition=target)
+                for target, values in by_partition.items() for record in encode_batches(values)]
 
     async def _guarded(self, request: web.Request, answer: Any) -> web.Response:
         """Require the bearer token when one is configured."""

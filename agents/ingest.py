@@ -1,8 +1,9 @@
-"""Turning records of the events topic into state changes, dead letters or forwards."""
+"""Turning records of an input topic into state changes, dead letters or forwards."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +12,14 @@ import orjson
 from agents.state import StateKeeper
 from kpis.partition import position
 from streams.codec import UndecodableRecord, decode_record
-from streams.events import InvalidEvent, parse_event
+from streams.events import Event, InvalidEvent, parse_event
+from streams.internal import decode_internal
 from streams.topics import partition_for, routing_key
+
+# Validates one decoded event (raising InvalidEvent) at the given engine time.
+Parser = Callable[[Any, int], Event]
+# The partition where a decoded event's state lives.
+Router = Callable[[Any], int]
 
 
 def wall_ms() -> int:
@@ -31,10 +38,10 @@ class RecordOutcome:
 class RecordApplier:
     """Decodes, validates and applies the events of a record to the partition's state."""
 
-    def __init__(self, keeper: StateKeeper, partitions: int) -> None:
+    def __init__(self, keeper: StateKeeper, parse: Parser, home: Router) -> None:
         self.keeper = keeper
-        self.partitions = partitions
-        self.currencies = keeper.config.known_currencies
+        self.parse = parse
+        self.home = home
         self.last_event_ms = 0
         self.next_offsets: dict[int, int] = {}
 
@@ -53,16 +60,41 @@ class RecordApplier:
         for index, raw in enumerate(raws):
             pos = position(offset, index)
             try:
-                event = parse_event(raw, now_ms=now_ms, known_currencies=self.currencies)
+                event = self.parse(raw, now_ms)
             except InvalidEvent as exc:
                 state.reject(pos)
-                headers = [("reason", str(exc).encode()), ("field", exc.field.encode()), *provenance]
-                outcome.dead_letters.append((orjson.dumps(raw), headers))
+                reason = [("reason", str(exc).encode()), ("field", exc.field.encode())]
+                outcome.dead_letters.append((orjson.dumps(raw), [*reason, *provenance]))
                 continue
-            home = partition_for(routing_key(raw), self.partitions)
+            home = self.home(raw)
             if home != partition:
                 outcome.forwards.append((home, raw))
                 continue
             state.apply(event, pos, now_ms)
             self.last_event_ms = max(self.last_event_ms, event.time_ms)
         return outcome
+
+
+def canonical_applier(keeper: StateKeeper, partitions: int) -> RecordApplier:
+    """The applier of the canonical events topic."""
+    currencies = keeper.config.known_currencies
+
+    def parse(raw: Any, now_ms: int) -> Event:
+        return parse_event(raw, now_ms=now_ms, known_currencies=currencies)
+
+    return RecordApplier(keeper, parse, lambda raw: partition_for(routing_key(raw), partitions))
+
+
+def customer_applier(keeper: StateKeeper, partitions: int) -> RecordApplier:
+    """The applier of the internal customer topic."""
+
+    def parse(raw: Any, now_ms: int) -> Event:
+        try:
+            return decode_internal(raw)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEvent("internal", f"not an internal event: {exc}") from None
+
+    def home(raw: Any) -> int:
+        return partition_for(str(raw[3]["customer_id"]).encode(), partitions)
+
+    return RecordApplier(keeper, parse, home)

@@ -26,6 +26,11 @@ Segments = tuple[tuple[str, str], ...]
 # (event time ms, tenant, field, segments, value)
 Contribution = tuple[int, str, str, Segments, int]
 
+# Leading marker of a contribution that counts in its segment slices but not in the total:
+# for distinct counts whose slice value is not the sum of entity facts (a customer with one
+# `web` and one `ads` order is a repeat buyer in the total, but in neither slice).
+SLICE_ONLY: tuple[str, str] = ("", "slice-only")
+
 
 @dataclass(slots=True)
 class Bucket:
@@ -38,10 +43,13 @@ class Bucket:
     folded_through: int = -1
 
     def add(self, tenant: str, name: str, segments: Segments, value: int) -> None:
-        """Add `value` to the total and to each segment slice of `name`."""
+        """Add `value` to the total (unless SLICE_ONLY) and to each segment slice of `name`."""
         values = self.values
-        key: SumKey = (tenant, name, "", "")
-        values[key] = values.get(key, 0) + value
+        if segments and segments[0] == SLICE_ONLY:
+            segments = segments[1:]
+        else:
+            key: SumKey = (tenant, name, "", "")
+            values[key] = values.get(key, 0) + value
         for dimension, label in segments:
             key = (tenant, name, dimension, label)
             values[key] = values.get(key, 0) + value

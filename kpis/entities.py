@@ -45,6 +45,14 @@ class Entity:
         """What this entity adds to the time buckets, derived from its whole state."""
         raise NotImplementedError
 
+    def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
+        """Internal events for the customer stage, derived from the whole state (full upserts).
+
+        Re-sent whenever they change; the receiving entity must treat them as idempotent
+        upserts keyed by what they describe (e.g. one subscription's whole timeline).
+        """
+        return []
+
     def to_state(self) -> dict[str, Any]:
         """A JSON-able snapshot of the state, for the changelog."""
         state = {name: getattr(self, name) for name in self.fields}
@@ -73,6 +81,9 @@ def contribution_delta(
     return [(*slot, value) for slot, value in delta.items() if value]
 
 
+# An event for the customer stage: (routing key, type, event time ms, data).
+InternalEvent = tuple[str, str, int, dict[str, Any]]
+
 # Contributions of an event that changes no entity (deduplicated by its id alone).
 StatelessRule = Callable[[Event, KpiConfig], list[Contribution]]
 
@@ -83,6 +94,9 @@ class Family:
 
     name: str
     entities: Mapping[str, type[Entity]]
+    # "events" families read the canonical events topic; "customers" families read the
+    # internal topic where entities of the events stage send their `emits()`, keyed by customer.
     stateless: Mapping[str, StatelessRule]
     kpis: tuple[Kpi, ...]
     cumulative_fields: frozenset[str] = frozenset()
+    stage: str = "events"

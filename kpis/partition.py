@@ -18,7 +18,7 @@ import orjson
 
 from kpis.buckets import Bucket, BucketStore, SumKey, merge_into
 from kpis.config import KpiConfig
-from kpis.entities import Entity, Family, contribution_delta
+from kpis.entities import Entity, Family, InternalEvent, contribution_delta
 from kpis.timebase import DAY_MS, FINE_WINDOWS, HOUR_RETENTION_MS, window_lower_ms
 from streams.events import Event
 
@@ -76,6 +76,7 @@ class PartitionState:
         self.entities: dict[str, EntityRecord] = {}
         self.seen: dict[int, SeenIds] = {}
         self.counters = Counters()
+        self.outbox: list[tuple[str, InternalEvent]] = []
         self.dirty_entities: set[str] = set()
         self.dirty_seen: set[int] = set()
         self.counters_dirty = False
@@ -111,12 +112,17 @@ class PartitionState:
             record = self.entities[key] = EntityRecord(entity_type())
         if pos <= record.floor:
             return False
+        entity_id = str(event.data[entity_type.key_field])
         before = record.entity.contributions(event.tenant)
+        sent_before = record.entity.emits(event.tenant, entity_id)
         if not record.entity.apply(event, self.config):
             return False
         after = record.entity.contributions(event.tenant)
         for contribution in contribution_delta(before, after):
             self.buckets.add(contribution, pos, now_ms)
+        sent_after = record.entity.emits(event.tenant, entity_id)
+        if sent_after != sent_before:
+            self.outbox.extend((event.tenant, internal) for internal in sent_after)
         record.pos = pos
         self.dirty_entities.add(key)
         return True
@@ -133,9 +139,15 @@ class PartitionState:
         seen.ids.add(event.uid)
         seen.pos = pos
         self.dirty_seen.add(day)
-        for contribution in self.stateless[event.type](event, self.config):
+        rule = self.stateless.get(event.type)
+        for contribution in rule(event, self.config) if rule else ():
             self.buckets.add(contribution, pos, now_ms)
         return True
+
+    def take_outbox(self) -> list[tuple[str, InternalEvent]]:
+        """(tenant, internal event) produced since the last call, to send before the flush."""
+        outbox, self.outbox = self.outbox, []
+        return outbox
 
     # -- reading ---------------------------------------------------------------------------
 

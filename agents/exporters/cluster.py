@@ -34,6 +34,7 @@ class Partials:
     """Merged partial results of some partitions."""
 
     partitions: list[int] = field(default_factory=list)
+    customer_partitions: list[int] = field(default_factory=list)
     sums: dict[SumKey, int] = field(default_factory=dict)
     sums_30d: dict[SumKey, int] = field(default_factory=dict)
     processed: int = 0
@@ -44,6 +45,7 @@ class Partials:
         """Wire form of the partials."""
         return orjson.dumps({
             "partitions": self.partitions,
+            "customer_partitions": self.customer_partitions,
             "sums": [[*k, v] for k, v in self.sums.items()],
             "sums_30d": [[*k, v] for k, v in self.sums_30d.items()],
             "processed": self.processed,
@@ -56,6 +58,7 @@ class Partials:
         """Read the wire form."""
         return cls(
             list(payload["partitions"]),
+            list(payload["customer_partitions"]),
             {(t, f, d, s): v for t, f, d, s, v in payload["sums"]},
             {(t, f, d, s): v for t, f, d, s, v in payload["sums_30d"]},
             payload["processed"],
@@ -63,9 +66,15 @@ class Partials:
             payload["lag"],
         )
 
+    def covers(self, partitions: int) -> bool:
+        """Whether every partition of both input topics is counted exactly once."""
+        expected = list(range(partitions))
+        return sorted(self.partitions) == expected and sorted(self.customer_partitions) == expected
+
     def absorb(self, other: Partials) -> None:
         """Add another worker's partials."""
         self.partitions.extend(other.partitions)
+        self.customer_partitions.extend(other.customer_partitions)
         merge_into(self.sums, other.sums)
         merge_into(self.sums_30d, other.sums_30d)
         self.processed += other.processed
@@ -131,7 +140,7 @@ async def gather(
                         merged.absorb(Partials.from_json(orjson.loads(await response.read())))
                 except (TimeoutError, aiohttp.ClientError):
                     continue
-            if sorted(merged.partitions) == list(range(partitions)):
+            if merged.covers(partitions):
                 return merged
             await asyncio.sleep(min(0.2 * (attempt + 1), 1.0))
     raise ClusterIncomplete(

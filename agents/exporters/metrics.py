@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agents.exporters.fields import metric_for
-from agents.state import StateKeeper
+from kpis.buckets import SumKey
 from kpis.timebase import WINDOWS
 
 LABELS = ("tenant", "window", "by", "segment")
@@ -25,24 +25,23 @@ class KpiCollector(Collector):
 
     def __init__(
         self,
-        keeper: StateKeeper,
-        owned: Callable[[], list[int]],
+        window_totals: Callable[[str, int, int], dict[SumKey, int]],
+        counters: Callable[[], dict[int, tuple[int, int]]],
         now_ms: Callable[[], int],
         lag: Callable[[], dict[int, int]],
     ) -> None:
-        self.keeper = keeper
-        self.owned = owned
+        self.window_totals = window_totals
+        self.counters = counters
         self.now_ms = now_ms
         self.lag = lag
 
     def collect(self) -> Iterator[Metric]:
         """Build every family from the current state (called on each scrape)."""
-        partitions = self.owned()
         now = self.now_ms()
         families: dict[str, GaugeMetricFamily] = {}
         samples: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
         for window in WINDOWS:
-            totals = self.keeper.window_totals(partitions, window, now, now)
+            totals = self.window_totals(window, now, now)
             for (tenant, field, dimension, segment), value in totals.items():
                 name, divisor = metric_for(field)
                 labels = [tenant, window, dimension or "none", segment or "all"]
@@ -54,19 +53,18 @@ class KpiCollector(Collector):
             for labels, value in rows:
                 family.add_metric(labels, value)
         yield from families.values()
-        yield from self._engine_families(partitions)
+        yield from self._engine_families()
 
-    def _engine_families(self, partitions: list[int]) -> Iterator[Metric]:
+    def _engine_families(self) -> Iterator[Metric]:
         processed = CounterMetricFamily(
             "crm_events_processed", "Distinct canonical events applied to state", labels=["partition"]
         )
         rejected = CounterMetricFamily(
             "crm_events_rejected", "Invalid events sent to the dead-letter topic", labels=["partition"]
         )
-        for partition in partitions:
-            counters = self.keeper.state(partition).counters
-            processed.add_metric([str(partition)], counters.processed)
-            rejected.add_metric([str(partition)], counters.rejected)
+        for partition, (processed_count, rejected_count) in sorted(self.counters().items()):
+            processed.add_metric([str(partition)], processed_count)
+            rejected.add_metric([str(partition)], rejected_count)
         lag = GaugeMetricFamily("crm_consumer_lag", "Records not yet consumed", labels=["partition"])
         for partition, records in sorted(self.lag().items()):
             lag.add_metric([str(partition)], records)

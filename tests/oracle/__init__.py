@@ -1,0 +1,1 @@
+"""Independent test oracle for crm-kpi, written from the specification only."""
