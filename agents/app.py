@@ -29,8 +29,8 @@ from kpis.buckets import SumKey, merge_into
 from kpis.families import FAMILIES
 from streams.codec import encode_batches
 from streams.events import parse_time_ms
-from streams.internal import CUSTOMER_STATE_TABLE, CUSTOMERS_TOPIC, encode_internal
-from streams.topics import DEADLETTER_TOPIC, EVENTS_TOPIC, STATE_TABLE, partition_for
+from streams.internal import encode_internal
+from streams.topics import partition_for
 
 log = logging.getLogger("crm-kpi.worker")
 PRUNE_SECONDS = 60.0
@@ -67,8 +67,9 @@ class Worker:
         self.worker_id = uuid.uuid4().hex[:12]
         datadir = Path(settings.home) / "worker"
         datadir.mkdir(parents=True, exist_ok=True)
+        self.topics = topics = settings.topics
         self.app = faust.App(
-            "crm-kpi",
+            topics.namespace,
             broker=f"kafka://{services.kafka_bootstrap}",
             store="memory://",
             datadir=str(datadir / self.worker_id),
@@ -81,14 +82,18 @@ class Worker:
             table_standby_replicas=0,
             stream_buffer_maxsize=65536,
             broker_commit_interval=1.0,
+            # Short sessions: a crashed worker's partitions move within seconds, and Tansu
+            # holds a group's first join for half the session timeout.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
         )
-        self.deadletters = self.app.topic(DEADLETTER_TOPIC, key_serializer="raw",
+        self.deadletters = self.app.topic(topics.deadletter, key_serializer="raw",
                                           value_serializer="raw", partitions=settings.partitions)
         config = settings.kpi_config
-        self.events = self._stage(EVENTS_TOPIC, STATE_TABLE, "events", canonical_applier)
-        self.customers = self._stage(CUSTOMERS_TOPIC, CUSTOMER_STATE_TABLE, "customers",
+        self.events = self._stage(topics.events, topics.state_table, "events", canonical_applier)
+        self.customers = self._stage(topics.customers, topics.customer_state_table, "customers",
                                      customer_applier)
         self.config = config
         url = f"http://{settings.bind}:{self.port}"
@@ -108,18 +113,19 @@ class Worker:
 
     # -- ownership and reading ---------------------------------------------------------------
 
-    def owned(self, topic: str = EVENTS_TOPIC) -> list[int]:
+    def owned(self, topic: str | None = None) -> list[int]:
         """Partitions of `topic` this worker owns and has recovered (empty while rebalancing)."""
         if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
             return []
+        wanted = topic or self.topics.events
         return sorted(tp.partition for tp in self.app.assignor.assigned_actives()
-                      if tp.topic == topic)
+                      if tp.topic == wanted)
 
     def window_totals(self, window: str, at_ms: int, now_ms: int) -> dict[SumKey, int]:
         """Window sums over every partition of both stages this worker owns."""
-        totals = self.events.keeper.window_totals(self.owned(EVENTS_TOPIC), window, at_ms, now_ms)
+        totals = self.events.keeper.window_totals(self.owned(), window, at_ms, now_ms)
         merge_into(totals, self.customers.keeper.window_totals(
-            self.owned(CUSTOMERS_TOPIC), window, at_ms, now_ms))
+            self.owned(self.topics.customers), window, at_ms, now_ms))
         return totals
 
     def counters(self) -> dict[int, tuple[int, int]]:
@@ -132,7 +138,7 @@ class Worker:
         lags = {}
         consumer = self.app.consumer
         for partition in self.owned():
-            tp = faust.types.TP(EVENTS_TOPIC, partition)
+            tp = faust.types.TP(self.topics.events, partition)
             # Faust keeps the offset of the last committed record; nothing newer is applied
             # until this worker consumes again, so it bounds what has been applied.
             committed = consumer._committed_offset.get(tp)
@@ -147,7 +153,7 @@ class Worker:
         at = parse_time_ms(query["at"], "at")
         counters = self.counters()
         return Partials(
-            self.owned(EVENTS_TOPIC), self.owned(CUSTOMERS_TOPIC),
+            self.owned(), self.owned(self.topics.customers),
             self.window_totals(query["window"], at, now), self.window_totals("30d", at, now),
             sum(c[0] for c in counters.values()), sum(c[1] for c in counters.values()),
             sum(self.lag().values()),

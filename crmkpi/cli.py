@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crmkpi.discovery import ServicesNotFound, find_services
-from crmkpi.settings import Settings
+from crmkpi.settings import Settings, publisher_for
 from kpis.timebase import WINDOWS
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +100,6 @@ def run_replay(args: argparse.Namespace) -> int:
     """Validate files, publish the valid events, report bad lines by number."""
     from crmkpi.replay import publish_with_progress, report_bad_lines, validate_files
     from streams.events import EPOCH
-    from streams.publisher import EventPublisher, ensure_topics
 
     settings = Settings()
     services = find_services(settings)
@@ -108,9 +107,7 @@ def run_replay(args: argparse.Namespace) -> int:
     events, bad = validate_files(args.files, settings.kpi_config.known_currencies, now_ms)
 
     async def publish() -> None:
-        await ensure_topics(services.kafka_bootstrap, settings.partitions, settings.replication_factor)
-        publisher = EventPublisher(services.kafka_bootstrap, idempotence=settings.kafka_idempotence)
-        await publisher.start()
+        publisher = await publisher_for(settings, services.kafka_bootstrap)
         try:
             await publish_with_progress(publisher, events, console)
         finally:

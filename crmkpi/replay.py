@@ -83,6 +83,6 @@ def report_bad_lines(bad: list[BadLine], console: Console, limit: int = 50) -> N
     """Print a line-numbered report of bad lines."""
     console.print(f"[red]{len(bad)} bad line(s) were not published[/red]")
     for line in bad[:limit]:
-        console.print(f"{line.path}:{line.line}: {line.problem}")
+        console.print(f"{line.path}:{line.line}: {line.problem}", markup=False, highlight=False)
     if len(bad) > limit:
         console.print(f"... and {len(bad) - limit} more")

@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kpis.config import DEFAULT_SEGMENTS, KpiConfig, parse_fx_rates, parse_segment_list
+from streams.publisher import EventPublisher, open_publisher
+from streams.topics import DEFAULT_NAMESPACE, Topics
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -31,6 +33,7 @@ class Settings(BaseSettings):
         env_prefix="CRMKPI_", env_file=".env", env_ignore_empty=True, extra="ignore"
     )
 
+    namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=r"^[a-z0-9][a-z0-9._-]{0,48}$")
     kafka_bootstrap: str | None = None
     redis_url: str | None = None
     timezone: str = "UTC"
@@ -92,6 +95,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def topics(self) -> Topics:
+        """The Kafka names of this deployment."""
+        return Topics(self.namespace)
+
+    @property
     def dedup_ttl_seconds(self) -> int:
         """How long the gateway remembers an event id."""
         return parse_duration_seconds(self.dedup_ttl)
@@ -100,3 +108,14 @@ class Settings(BaseSettings):
     def loopback_only(self) -> bool:
         """True when every listener stays on this machine."""
         return self.bind in ("127.0.0.1", "localhost", "::1")
+
+
+async def publisher_for(settings: Settings, bootstrap: str) -> EventPublisher:
+    """A started publisher for this deployment's topics, as every producing command needs."""
+    return await open_publisher(
+        bootstrap,
+        partitions=settings.partitions,
+        replication=settings.replication_factor,
+        idempotence=settings.kafka_idempotence,
+        topics=settings.topics,
+    )

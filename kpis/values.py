@@ -25,8 +25,8 @@ def to_micro(amount: Any, currency: Any, config: KpiConfig) -> int:
 
 
 def to_ms(seconds: Any) -> int:
-    """Convert a duration in seconds (a JSON number) to integer milliseconds, half-even."""
-    return int((Decimal(repr(seconds)) * 1000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    """Convert a duration in seconds (a JSON number) to integer milliseconds, truncated."""
+    return int(Decimal(repr(seconds)) * 1000)
 
 
 def segment(value: Any, dimension: str, config: KpiConfig) -> str:

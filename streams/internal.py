@@ -15,8 +15,6 @@ import orjson
 
 from streams.events import Event
 
-CUSTOMERS_TOPIC = "crm-kpi.customers"
-CUSTOMER_STATE_TABLE = "crm-kpi-customer-state"
 INTERNAL_SOURCE = "crm-kpi"
 
 

@@ -13,18 +13,20 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.codec import encode_batches
-from streams.topics import DEADLETTER_TOPIC, EVENTS_TOPIC, partition_for, routing_key
+from streams.topics import Topics, partition_for, routing_key
 
 
-async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> None:
-    """Create the events and dead-letter topics when they do not exist yet."""
+async def ensure_topics(
+    bootstrap: str, partitions: int, replication: int = 1, topics: Topics = Topics()
+) -> None:
+    """Create the events, customer and dead-letter topics when they do not exist yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, num_partitions=partitions, replication_factor=replication)
-            for name in (EVENTS_TOPIC, DEADLETTER_TOPIC)
+            for name in (topics.events, topics.customers, topics.deadletter)
             if name not in existing
         ]
         if missing:
@@ -39,7 +41,11 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -
 class EventPublisher:
     """Writes validated canonical events to the events topic, keyed by their entity."""
 
-    def __init__(self, bootstrap: str, *, idempotence: bool = True, linger_ms: int = 5) -> None:
+    def __init__(
+        self, bootstrap: str, *, idempotence: bool = True, linger_ms: int = 5,
+        topics: Topics = Topics(),
+    ) -> None:
+        self.topics = topics
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -54,7 +60,7 @@ class EventPublisher:
     async def start(self) -> None:
         """Connect and learn the partition count of the events topic."""
         await self.producer.start()
-        found = await self.producer.partitions_for(EVENTS_TOPIC)
+        found = await self.producer.partitions_for(self.topics.events)
         self._partitions = len(found)
 
     async def stop(self) -> None:
@@ -68,7 +74,7 @@ class EventPublisher:
             partition = partition_for(routing_key(event), self._partitions)
             by_partition[partition].append(orjson.dumps(event))
         sends = [
-            await self.producer.send(EVENTS_TOPIC, record, partition=partition)
+            await self.producer.send(self.topics.events, record, partition=partition)
             for partition, encoded in by_partition.items()
             for record in encode_batches(encoded)
         ]
@@ -77,5 +83,15 @@ class EventPublisher:
 
     async def dead_letter(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         """Write an unprocessable payload, raw, with provenance headers; wait for the ack."""
-        future = await self.producer.send(DEADLETTER_TOPIC, value, headers=list(headers))
+        future = await self.producer.send(self.topics.deadletter, value, headers=list(headers))
         await future
+
+
+async def open_publisher(
+    bootstrap: str, *, partitions: int, replication: int, idempotence: bool, topics: Topics
+) -> EventPublisher:
+    """Create the topics if needed and return a started publisher."""
+    await ensure_topics(bootstrap, partitions, replication, topics)
+    publisher = EventPublisher(bootstrap, idempotence=idempotence, topics=topics)
+    await publisher.start()
+    return publisher

@@ -10,14 +10,44 @@ their records the same way (Kafka's default murmur2 partitioner) need no reparti
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-EVENTS_TOPIC = "crm-kpi.events"
-DEADLETTER_TOPIC = "crm-kpi.deadletter"
-STATE_TABLE = "crm-kpi-state"
-DEFAULT_PARTITIONS = 4
+DEFAULT_NAMESPACE = "crm-kpi"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The names of everything crm-kpi keeps on Kafka, under one namespace (CRMKPI_NAMESPACE).
+
+    - `events`: canonical events, keyed by entity (see ROUTING_FIELD);
+    - `customers`: internal upserts from events-stage entities, keyed by customer id;
+    - `deadletter`: what could not be processed, raw, with provenance headers;
+    - `state`, `customer_state`: the changelogged Faust tables of the two stages (Faust adds
+      its own `<app id>-<table>-changelog` topic names).
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    @property
+    def events(self) -> str:
+        """The canonical events topic."""
+        return f"{self.namespace}.events"
+
+    @property
+    def customers(self) -> str:
+        """The internal customer topic."""
+        return f"{self.namespace}.customers"
+
+    @property
+    def deadletter(self) -> str:
+        """The dead-letter topic."""
+        return f"{self.namespace}.deadletter"
+
+    state_table = "state"
+    customer_state_table = "customer-state"
 
 ROUTING_FIELD: dict[str, str] = {
     "lead.created": "lead_id",
