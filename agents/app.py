@@ -96,7 +96,7 @@ class Worker:
         self.customers = self._stage(topics.customers, topics.customer_state_table, "customers",
                                      customer_applier)
         self.config = config
-        url = f"http://{settings.bind}:{self.port}"
+        url = f"http://{settings.reachable_host}:{self.port}"
         self.registry = WorkerRegistry(services.redis_url, self.worker_id, url)
         self.metrics = CollectorRegistry()
         self.metrics.register(KpiCollector(self.window_totals, self.counters, wall_ms, self.lag))
@@ -133,18 +133,19 @@ class Worker:
         return {p: (c.processed, c.rejected) for p in self.owned()
                 for c in [self.events.keeper.state(p).counters]}
 
-    def lag(self) -> dict[int, int]:
-        """Records not yet applied, per owned partition of the events topic."""
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet applied, per owned partition of both input topics."""
         lags = {}
         consumer = self.app.consumer
-        for partition in self.owned():
-            tp = faust.types.TP(self.topics.events, partition)
-            # Faust keeps the offset of the last committed record; nothing newer is applied
-            # until this worker consumes again, so it bounds what has been applied.
-            committed = consumer._committed_offset.get(tp)
-            consumed = max(self.events.applier.next_offsets.get(partition, 0),
-                           -1 if committed is None else committed + 1)
-            lags[partition] = max((consumer.highwater(tp) or 0) - consumed, 0)
+        for stage in (self.events, self.customers):
+            topic = stage.topic.get_topic_name()
+            for partition in self.owned(topic):
+                tp = faust.types.TP(topic, partition)
+                # Faust keeps the committed offset (the next record to read); until this
+                # worker consumes again, nothing from it on has been applied here.
+                committed = consumer._committed_offset.get(tp) or 0
+                consumed = max(stage.applier.next_offsets.get(partition, 0), committed)
+                lags[(topic, partition)] = max((consumer.highwater(tp) or 0) - consumed, 0)
         return lags
 
     async def local_partials(self, query: Mapping[str, str]) -> Partials:

@@ -42,7 +42,7 @@ class RecordApplier:
         self.keeper = keeper
         self.parse = parse
         self.home = home
-        self.last_event_ms = 0
+        self.last_applied_ms = 0
         self.next_offsets: dict[int, int] = {}
 
     def apply(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> RecordOutcome:
@@ -71,7 +71,7 @@ class RecordApplier:
                 outcome.forwards.append((home, raw))
                 continue
             state.apply(event, pos, now_ms)
-            self.last_event_ms = max(self.last_event_ms, event.time_ms)
+            self.last_applied_ms = now_ms
         return outcome
 
 

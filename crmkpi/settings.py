@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     dedup_ttl: str = "7d"
     bind: str = "127.0.0.1"
+    advertised_host: str | None = None
     gateway_port: int = 8080
     worker_port: int = 6066
     partitions: int = Field(default=4, ge=1, le=1024)
@@ -103,6 +105,13 @@ class Settings(BaseSettings):
     def dedup_ttl_seconds(self) -> int:
         """How long the gateway remembers an event id."""
         return parse_duration_seconds(self.dedup_ttl)
+
+    @property
+    def reachable_host(self) -> str:
+        """The host other workers reach this one at (the bind address unless a wildcard)."""
+        if self.advertised_host:
+            return self.advertised_host
+        return socket.gethostname() if self.bind in ("0.0.0.0", "::") else self.bind  # noqa: S104
 
     @property
     def loopback_only(self) -> bool:

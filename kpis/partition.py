@@ -22,7 +22,18 @@ from kpis.entities import Entity, Family, InternalEvent, contribution_delta
 from kpis.timebase import DAY_MS, FINE_WINDOWS, HOUR_RETENTION_MS, window_lower_ms
 from streams.events import Event
 
+LATE_DEDUP_MS = 8 * DAY_MS
 POSITION_SHIFT = 20  # position = offset << 20 | index of the event inside its record
+WINDOW_MARK = "~"
+
+
+def window_field(name: str, window: str) -> str:
+    """The instance of field `name` that only `window` reads, reported there as `name`.
+
+    For quantities whose definition depends on the window (customers active at T-W that
+    churned by T): a KPI formula does not know its window, so each window gets its own field.
+    """
+    return f"{name}{WINDOW_MARK}{window}"
 
 
 def position(offset: int, index: int) -> int:
@@ -41,7 +52,7 @@ class EntityRecord:
 
 @dataclass(slots=True)
 class SeenIds:
-    """Ids of entity-less events of one event-time day, for dedup."""
+    """Ids of entity-less events of one day, for dedup (see `PartitionState.seen`)."""
 
     ids: set[str]
     pos: int = -1
@@ -74,11 +85,14 @@ class PartitionState:
         self.kinds = {cls.kind: cls for cls in self.entity_types.values()}
         self.buckets = BucketStore(frozenset(cumulative))
         self.entities: dict[str, EntityRecord] = {}
-        self.seen: dict[int, SeenIds] = {}
+        # Entity-less events are deduplicated by id, grouped by day: by event-time day ("e")
+        # while the event is inside the bucket retention, else by arrival day ("a"), kept for
+        # LATE_DEDUP_MS, which outlasts every provider's retries of an old event.
+        self.seen: dict[tuple[str, int], SeenIds] = {}
         self.counters = Counters()
         self.outbox: list[tuple[str, InternalEvent]] = []
         self.dirty_entities: set[str] = set()
-        self.dirty_seen: set[int] = set()
+        self.dirty_seen: set[tuple[str, int]] = set()
         self.counters_dirty = False
 
     # -- applying events -------------------------------------------------------------------
@@ -128,17 +142,18 @@ class PartitionState:
         return True
 
     def _apply_stateless(self, event: Event, pos: int, now_ms: int) -> bool:
-        if event.time_ms < now_ms - HOUR_RETENTION_MS:
-            return True  # older than every window: it changes nothing that is kept
-        day = event.time_ms // DAY_MS
-        seen = self.seen.get(day)
+        if event.time_ms >= now_ms - HOUR_RETENTION_MS:
+            group = ("e", event.time_ms // DAY_MS)
+        else:
+            group = ("a", now_ms // DAY_MS)  # older than every window: counted, changes no sum
+        seen = self.seen.get(group)
         if seen is None:
-            seen = self.seen[day] = SeenIds(set())
+            seen = self.seen[group] = SeenIds(set())
         if pos <= seen.floor or event.uid in seen.ids:
             return False
         seen.ids.add(event.uid)
         seen.pos = pos
-        self.dirty_seen.add(day)
+        self.dirty_seen.add(group)
         rule = self.stateless.get(event.type)
         for contribution in rule(event, self.config) if rule else ():
             self.buckets.add(contribution, pos, now_ms)
@@ -155,7 +170,8 @@ class PartitionState:
         """Sums of `window` at `at_ms`, plus cumulative fields at `at` and at the window start.
 
         Cumulative fields appear as `field@at` and `field@start`, so that point-in-time KPIs
-        and their value at `T - W` merge across partitions by plain addition.
+        and their value at `T - W` merge across partitions by plain addition. Window fields
+        (`window_field`) of this window appear under their bare name, others not at all.
         """
         lower = window_lower_ms(window, at_ms, self.config.zone)
         totals = self.buckets.window_sums(lower, at_ms, now_ms, window in FINE_WINDOWS)
@@ -164,17 +180,17 @@ class PartitionState:
                 for (tenant, name, dim, seg), value in self.buckets.cumulative_sums(moment).items():
                     key = (tenant, name + suffix, dim, seg)
                     totals[key] = totals.get(key, 0) + value
-        return totals
+        return _own_window_fields(totals, window, self.buckets.cumulative_fields)
 
     # -- changelog -------------------------------------------------------------------------
 
     def prune(self, now_ms: int) -> None:
         """Drop buckets and seen ids that every window has left behind."""
         self.buckets.prune(now_ms)
-        oldest_day = (now_ms - HOUR_RETENTION_MS) // DAY_MS
-        for day in [d for d in self.seen if d < oldest_day]:
-            del self.seen[day]
-            self.dirty_seen.add(day)
+        oldest = {"e": (now_ms - HOUR_RETENTION_MS) // DAY_MS, "a": (now_ms - LATE_DEDUP_MS) // DAY_MS}
+        for group in [g for g in self.seen if g[1] < oldest[g[0]]]:
+            del self.seen[group]
+            self.dirty_seen.add(group)
 
     def drain(self) -> Iterator[tuple[str, bytes | None]]:
         """Changelog records of everything changed since the last drain, in the safe order.
@@ -190,10 +206,10 @@ class PartitionState:
         for kind, index in bucket_keys:
             bucket = self.buckets.bucket(kind, index)
             yield f"{kind}|{index}", None if bucket is None else _encode_bucket(bucket)
-        for day in sorted(self.dirty_seen):
-            seen = self.seen.get(day)
+        for group in sorted(self.dirty_seen):
+            seen = self.seen.get(group)
             value = None if seen is None else orjson.dumps([seen.pos, sorted(seen.ids)])
-            yield f"s|{day}", value
+            yield f"s|{group[0]}{group[1]}", value
         self.dirty_seen.clear()
         for key in sorted(self.dirty_entities):
             record = self.entities[key]
@@ -211,13 +227,31 @@ class PartitionState:
             self.buckets.restore(kind, int(rest), _decode_bucket(decoded))
         elif kind == "s":
             pos, ids = decoded
-            self.seen[int(rest)] = SeenIds(set(ids), pos, pos)
+            self.seen[(rest[0], int(rest[1:]))] = SeenIds(set(ids), pos, pos)
         elif kind == "e":
             pos, state = decoded
             entity = self.kinds[rest.partition("|")[0]].from_state(state)
             self.entities[rest] = EntityRecord(entity, pos, pos)
         else:
             raise ValueError(f"unknown state record {key!r}")
+
+
+def _own_window_fields(
+    totals: dict[SumKey, int], window: str, cumulative: frozenset[str]
+) -> dict[SumKey, int]:
+    """`totals` with `name~window` renamed `name` (a cumulative one: its value at T, from
+    `name~window@at`) and every other window's fields dropped."""
+    own: dict[SumKey, int] = {}
+    for (tenant, name, dim, seg), value in totals.items():
+        bare, mark, scope = name.partition(WINDOW_MARK)
+        if mark:
+            at_t = f"{window}@at" if window_field(bare, window) in cumulative else window
+            if scope != at_t:
+                continue
+            name = bare
+        key = (tenant, name, dim, seg)
+        own[key] = own.get(key, 0) + value
+    return own
 
 
 def _encode_bucket(bucket: Bucket) -> bytes:

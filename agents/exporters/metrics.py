@@ -8,16 +8,27 @@ and a rebalance leaves no stale series behind.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agents.exporters.fields import metric_for
+from agents.exporters.fields import SketchSample, histogram_name, histogram_part, metric_for
 from kpis.buckets import SumKey
+from kpis.sketch import DurationSketch
 from kpis.timebase import WINDOWS
 
 LABELS = ("tenant", "window", "by", "segment")
+Labels = tuple[str, str, str, str]
+
+
+def _histogram_family(sketch: DurationSketch, rows: Mapping[Labels, SketchSample]) -> Metric:
+    family = HistogramMetricFamily(
+        histogram_name(sketch), f"KPI input {sketch.name} durations per window", labels=LABELS
+    )
+    for labels, sample in sorted(rows.items()):
+        family.add_metric(list(labels), sample.buckets(), sample.sum_ms / 1000)
+    return family
 
 
 class KpiCollector(Collector):
@@ -28,7 +39,7 @@ class KpiCollector(Collector):
         window_totals: Callable[[str, int, int], dict[SumKey, int]],
         counters: Callable[[], dict[int, tuple[int, int]]],
         now_ms: Callable[[], int],
-        lag: Callable[[], dict[int, int]],
+        lag: Callable[[], dict[tuple[str, int], int]],
     ) -> None:
         self.window_totals = window_totals
         self.counters = counters
@@ -40,12 +51,21 @@ class KpiCollector(Collector):
         now = self.now_ms()
         families: dict[str, GaugeMetricFamily] = {}
         samples: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
+        sketches: defaultdict[DurationSketch, defaultdict[Labels, SketchSample]] = defaultdict(
+            lambda: defaultdict(SketchSample)
+        )
         for window in WINDOWS:
             totals = self.window_totals(window, now, now)
             for (tenant, field, dimension, segment), value in totals.items():
+                series = (tenant, window, dimension or "none", segment or "all")
+                part = histogram_part(field)
+                if part is not None:
+                    sketch, slot = part
+                    sketches[sketch][series].add(slot, value)
+                    continue
                 name, divisor = metric_for(field)
-                labels = [tenant, window, dimension or "none", segment or "all"]
-                samples[name].append((labels, value / divisor))
+                samples[name].append((list(series), value / divisor))
+        yield from (_histogram_family(sketch, rows) for sketch, rows in sketches.items())
         for name, rows in sorted(samples.items()):
             family = families[name] = GaugeMetricFamily(
                 name, f"KPI input {name.removeprefix('crm_kpi_')} per window", labels=LABELS
@@ -65,7 +85,8 @@ class KpiCollector(Collector):
         for partition, (processed_count, rejected_count) in sorted(self.counters().items()):
             processed.add_metric([str(partition)], processed_count)
             rejected.add_metric([str(partition)], rejected_count)
-        lag = GaugeMetricFamily("crm_consumer_lag", "Records not yet consumed", labels=["partition"])
-        for partition, records in sorted(self.lag().items()):
-            lag.add_metric([str(partition)], records)
+        lag = GaugeMetricFamily("crm_consumer_lag", "Records not yet applied",
+                                labels=["topic", "partition"])
+        for (topic, partition), records in sorted(self.lag().items()):
+            lag.add_metric([topic, str(partition)], records)
         yield from (processed, rejected, lag)

@@ -19,7 +19,7 @@ from kpis.catalogue import BY_ID, DIMENSIONS
 from kpis.config import KpiConfig
 from kpis.timebase import HOUR_MS, WINDOWS
 from tests.oracle.history import FX_RATES, generate_history
-from tests.oracle.kpis import compute_kpis
+from tests.oracle.kpis import compute_kpis, events_processed
 from tests.support.pure_engine import PureEngine
 
 QUANTILES = {"first_response_seconds_p50", "first_response_seconds_p90"}
@@ -88,6 +88,12 @@ def test_every_kpi_equals_the_oracle(history, engine, window: str, by: str | Non
                 f"{window} by={by}")
 
 
+def test_events_processed_counts_each_distinct_event_once(history, engine) -> None:
+    events, _, _ = history
+    counted = sum(engine.events.keeper.state(p).counters.processed for p in range(engine.partitions))
+    assert counted == events_processed(events)
+
+
 def test_a_crash_and_redelivery_changes_nothing(history, engine) -> None:
     """Lose state at a random changelog point, redeliver from earlier offsets: same KPIs."""
     events, at_ms, now_ms = history
@@ -108,3 +114,5 @@ def test_a_crash_and_redelivery_changes_nothing(history, engine) -> None:
     crashed.run(now_ms)
     for window in WINDOWS:
         assert crashed.kpis(window, at_ms, now_ms) == engine.kpis(window, at_ms, now_ms)
+    processed = [s.counters.processed for s in (crashed.events.keeper.state(p) for p in range(4))]
+    assert sum(processed) == events_processed(events)
