@@ -99,7 +99,10 @@ class Worker:
         url = f"http://{settings.reachable_host}:{self.port}"
         self.registry = WorkerRegistry(services.redis_url, self.worker_id, url)
         self.metrics = CollectorRegistry()
-        self.metrics.register(KpiCollector(self.window_totals, self.counters, wall_ms, self.lag))
+        self.metrics.register(KpiCollector(
+            self.window_totals, self.counters, wall_ms, self.lag,
+            lambda: max(self.events.applier.last_applied_ms, self.customers.applier.last_applied_ms),
+        ))
         self._wire()
 
     def _stage(self, topic_name: str, table_name: str, stage: str, applier: Any) -> Stage:

@@ -19,6 +19,7 @@ from crmkpi.embedded import EmbeddedProcess, start_redis, start_tansu
 from crmkpi.settings import Settings
 
 READY_TIMEOUT = 90.0
+DEMO_FX_RATES = "EUR=1.08,GBP=1.27"  # the simulated company bills in USD, EUR and GBP
 
 
 class Stack:
@@ -36,8 +37,8 @@ class Stack:
         """Start everything, print every URL; returns the event that asks the stack to stop."""
         services, env = self._services()
         record_services(self.settings, services)
-        if self.demo and self.settings.secret_standard is None:
-            env["CRMKPI_SECRET_STANDARD"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        if self.demo:
+            env.update(self._demo_settings())
         for _ in range(self.workers):
             self._spawn(["worker"], env)
             self._wait_for(f"http://127.0.0.1:{self.settings.worker_port}/healthz")
@@ -71,6 +72,15 @@ class Stack:
             server.stop()
         forget_services(self.settings)
         self.console.print("crm-kpi stopped")
+
+    def _demo_settings(self) -> dict[str, str]:
+        """What the simulated company needs: a webhook secret and rates for its currencies."""
+        demo = {}
+        if self.settings.secret_standard is None:
+            demo["CRMKPI_SECRET_STANDARD"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        if not self.settings.fx_rates:
+            demo["CRMKPI_FX_RATES"] = DEMO_FX_RATES
+        return demo
 
     def _services(self) -> tuple[Services, dict[str, str]]:
         env: dict[str, str] = {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.utils import floatToGoString
 
+from kpis.families import FAMILIES
 from kpis.families.support import FIRST_RESPONSE
 from kpis.formulas import MICRO
 from kpis.sketch import DurationSketch, slot_of, upper_bound_ms
@@ -23,12 +24,31 @@ LE_SLOTS: tuple[int, ...] = tuple(
 )
 
 
-def metric_for(field: str) -> tuple[str, int]:
-    """The metric name of a bucket field and the divisor into base units.
+# Fields whose bucket sums are deltas of a point-in-time value (MRR, open tickets, ...).
+CUMULATIVE: frozenset[str] = frozenset().union(*(f.cumulative_fields for f in FAMILIES))
+
+
+def metric_for(field: str) -> tuple[str, int] | None:
+    """The metric name of a bucket field and the divisor into base units, or None to skip.
 
     Money fields (`_micro`) are reported in currency units, millisecond sums (`_ms`) as
-    `_seconds_sum`, everything else as the count it is.
+    `_seconds_sum`, everything else as the count it is. A point-in-time field is exported as
+    its value at T (`field@at`) and at the window start (`field@start`, as `..._at_start`);
+    its windowed sum of deltas means nothing on its own and is skipped.
     """
+    if "@" in field:
+        base, _, moment = field.partition("@")
+        named = metric_for_sum(base) if base in CUMULATIVE else None
+        if named is None:
+            return None
+        return (named[0] if moment == "at" else named[0] + "_at_start"), named[1]
+    if field in CUMULATIVE:
+        return None
+    return metric_for_sum(field)
+
+
+def metric_for_sum(field: str) -> tuple[str, int]:
+    """The metric name and divisor of a field's sum, by its unit suffix."""
     if field.endswith("_micro"):
         return FIELD_PREFIX + field.removesuffix("_micro"), MICRO
     if field.endswith("_ms"):

@@ -40,7 +40,9 @@ class KpiCollector(Collector):
         counters: Callable[[], dict[int, tuple[int, int]]],
         now_ms: Callable[[], int],
         lag: Callable[[], dict[tuple[str, int], int]],
+        last_applied_ms: Callable[[], int],
     ) -> None:
+        self.last_applied_ms = last_applied_ms
         self.window_totals = window_totals
         self.counters = counters
         self.now_ms = now_ms
@@ -63,8 +65,10 @@ class KpiCollector(Collector):
                     sketch, slot = part
                     sketches[sketch][series].add(slot, value)
                     continue
-                name, divisor = metric_for(field)
-                samples[name].append((list(series), value / divisor))
+                metric = metric_for(field)
+                if metric is not None:
+                    name, divisor = metric
+                    samples[name].append((list(series), value / divisor))
         yield from (_histogram_family(sketch, rows) for sketch, rows in sketches.items())
         for name, rows in sorted(samples.items()):
             family = families[name] = GaugeMetricFamily(
@@ -90,3 +94,9 @@ class KpiCollector(Collector):
         for (topic, partition), records in sorted(self.lag().items()):
             lag.add_metric([topic, str(partition)], records)
         yield from (processed, rejected, lag)
+        if self.last_applied_ms():
+            yield GaugeMetricFamily(
+                "crm_kpi_last_event_timestamp_seconds",
+                "Wall-clock time this worker last applied an event to KPI state",
+                value=self.last_applied_ms() / 1000,
+            )

@@ -7,7 +7,8 @@ from typing import Any
 
 from kpis.buckets import Contribution
 from kpis.config import KpiConfig
-from kpis.entities import Entity, Family
+from kpis.entities import Entity, Family, InternalEvent
+from kpis.families.customers import DEAL_WON
 from kpis.formulas import Kpi, count, fraction_of, mean_money, mean_seconds, money_sum, ratio
 from kpis.values import segment, to_micro
 from streams.events import Event
@@ -65,7 +66,7 @@ class Deal(Entity):
 
     kind = "deal"
     key_field = "deal_id"
-    fields = ("created_ms", "amount", "won", "lost")
+    fields = ("created_ms", "amount", "won", "lost", "won_customers")
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,6 +74,7 @@ class Deal(Entity):
         self.amount: list[Any] | None = None  # [time, uid, micro-units], latest by (time, uid)
         self.won: dict[str, list[Any]] = {}
         self.lost: dict[str, list[Any]] = {}
+        self.won_customers: dict[str, int] = {}  # customer named by a deal.won -> earliest win
 
     def update(self, event: Event, config: KpiConfig) -> None:
         """Fold in creation, a new amount, a win or a loss."""
@@ -87,6 +89,10 @@ class Deal(Entity):
                 self.amount = [*stamp, to_micro(data["amount"], data.get("currency"), config)]
         if event.type == "deal.won":
             self.won[event.uid] = _place(event, config)
+            if data.get("customer_id") is not None:
+                customer = str(data["customer_id"])
+                earliest = self.won_customers.get(customer, event.time_ms)
+                self.won_customers[customer] = min(earliest, event.time_ms)
         elif event.type == "deal.lost":
             self.lost[event.uid] = _place(event, config)
 
@@ -105,6 +111,13 @@ class Deal(Entity):
         for time_ms, channel, region in self.lost.values():
             out.append((time_ms, tenant, "deals_lost", (("channel", channel), ("region", region)), 1))
         return out
+
+    def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
+        """Its earliest win per customer, for that customer's acquisition time."""
+        return [
+            (customer, DEAL_WON, won_ms, {"customer_id": customer, "deal_id": entity_id, "won_ms": won_ms})
+            for customer, won_ms in sorted(self.won_customers.items())
+        ]
 
 
 def site_visit(event: Event, config: KpiConfig) -> list[Contribution]:
