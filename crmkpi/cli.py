@@ -90,9 +90,14 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def run_gateway(args: argparse.Namespace) -> int:
     """Run the webhook gateway until interrupted."""
+    from streams.gateway.app import GatewayConfigError
     from streams.gateway.app import run_gateway as serve
 
-    asyncio.run(serve(Settings()))
+    try:
+        asyncio.run(serve(Settings()))
+    except GatewayConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        return 2
     return 0
 
 
@@ -141,7 +146,7 @@ def run_kpis(args: argparse.Namespace) -> int:
     settings = Settings()
     base = args.url or f"http://127.0.0.1:{settings.worker_port}"
     query = f"window={args.window}&tenant={args.tenant}" + (f"&by={args.by}" if args.by else "")
-    request = urllib.request.Request(f"{base}/api/kpis?{query}")
+    request = urllib.request.Request(f"{base}/api/kpis?{query}")  # noqa: S310 (http URL we build)
     if settings.api_token is not None:
         request.add_header("Authorization", f"Bearer {settings.api_token.get_secret_value()}")
     try:

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=5000, ge=1)
     home: Path = Path.home() / ".crm-kpi"
 
+    providers: str = "all"
     secret_standard: SecretStr | None = None
     secret_hubspot: SecretStr | None = None
     secret_stripe: SecretStr | None = None

@@ -12,10 +12,7 @@ current customers and open deals) being synced during its first hour.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import heapq
-import hmac
 import itertools
 import logging
 import math
@@ -35,6 +32,7 @@ import orjson
 from crmkpi.discovery import find_services
 from crmkpi.settings import Settings, publisher_for
 from streams.events import format_time_ms
+from streams.gateway.signing import standard_signature
 
 log = logging.getLogger(__name__)
 
@@ -783,14 +781,6 @@ class WebhookRejected(RuntimeError):
     """The gateway refused a batch, or stayed unavailable through every retry."""
 
 
-def sign_standard_webhook(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The Standard Webhooks `webhook-signature` header value for one message."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
 class WebhookSender:
     """POSTs batches of canonical events to the gateway's `/webhooks/events`, signed."""
 
@@ -822,7 +812,7 @@ class WebhookSender:
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_standard_webhook(self.secret, message_id, timestamp, body),
+            "webhook-signature": standard_signature(self.secret, message_id, timestamp, body),
         }
         async with self.session.post(self.url, data=body, headers=headers) as response:
             if response.status == 503:

@@ -31,7 +31,7 @@ class Stack:
         self.demo = demo
         self.console = console
         self.embedded: list[EmbeddedProcess] = []
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self) -> threading.Event:
         """Start everything, print every URL; returns the event that asks the stack to stop."""
@@ -53,17 +53,17 @@ class Stack:
     def watch(self, stop: threading.Event) -> None:
         """Block until asked to stop or until a child dies."""
         while not stop.wait(1.0):
-            for child in self.children:
-                if child.poll() is not None and child.returncode not in (0, None):
-                    self.console.print(f"[red]{child.args[3:]} exited with {child.returncode}[/red]")
+            for name, child in self.children:
+                if child.poll() is not None and child.returncode != 0:
+                    self.console.print(f"[red]crm-kpi {name} exited with {child.returncode}[/red]")
                     return
 
     def stop(self) -> None:
         """Stop children, then embedded services; forget the runfile."""
-        for child in reversed(self.children):
+        for _, child in reversed(self.children):
             if child.poll() is None:
                 child.terminate()
-        for child in self.children:
+        for _, child in self.children:
             try:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -101,9 +101,8 @@ class Stack:
         return Services(kafka, redis), env
 
     def _spawn(self, command: list[str], env: dict[str, str]) -> None:
-        self.children.append(subprocess.Popen(
-            [sys.executable, "-m", "crmkpi", *command], env={**os.environ, **env}
-        ))
+        process = subprocess.Popen([sys.executable, "-m", "crmkpi", *command], env={**os.environ, **env})
+        self.children.append((command[0], process))
 
     def _wait_for(self, url: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -114,7 +113,7 @@ class Stack:
                         return
             except OSError:
                 pass
-            if any(child.poll() is not None for child in self.children):
+            if any(child.poll() is not None for _, child in self.children):
                 raise RuntimeError(f"a crm-kpi process exited while waiting for {url}")
             time.sleep(0.5)
         raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT:.0f} s")

@@ -169,11 +169,11 @@ def _check_survey(data: Mapping[str, Any]) -> None:
     survey = data.get("survey")
     _choice(survey, "data.survey", ("nps", "csat", "ces"))
     if survey == "csat":
-        scale_max = data.get("scale_max", 5)
-        scale_max = _integer(scale_max, "data.scale_max", 2, 100)
+        given = data.get("scale_max")
+        scale_max = 5 if given is None else _integer(given, "data.scale_max", 2, 100)
         _integer(data.get("score"), "data.score", 0, scale_max)
         return
-    low, high = SURVEY_SCALES[survey]
+    low, high = SURVEY_SCALES[str(survey)]
     if data.get("scale_max") is not None and data["scale_max"] != high:
         raise InvalidEvent("data.scale_max", f"{survey} is always scored {low}-{high}")
     _integer(data.get("score"), "data.score", low, high)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,9 +16,11 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.codec import encode_batches
 from streams.topics import Topics, partition_for, routing_key
 
+DEFAULT_TOPICS = Topics()
+
 
 async def ensure_topics(
-    bootstrap: str, partitions: int, replication: int = 1, topics: Topics = Topics()
+    bootstrap: str, partitions: int, replication: int = 1, topics: Topics = DEFAULT_TOPICS
 ) -> None:
     """Create the events, customer and dead-letter topics when they do not exist yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -30,10 +33,8 @@ async def ensure_topics(
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -43,7 +44,7 @@ class EventPublisher:
 
     def __init__(
         self, bootstrap: str, *, idempotence: bool = True, linger_ms: int = 5,
-        topics: Topics = Topics(),
+        topics: Topics = DEFAULT_TOPICS,
     ) -> None:
         self.topics = topics
         self.producer = AIOKafkaProducer(

@@ -108,7 +108,7 @@ class WorkerRegistry:
         for worker_id, raw in entries.items():
             entry = orjson.loads(raw)
             if now - entry["seen"] < STALE_AFTER_SECONDS:
-                live[worker_id.decode()] = entry["url"]
+                live[worker_id.decode() if isinstance(worker_id, bytes) else worker_id] = entry["url"]
         return live
 
 

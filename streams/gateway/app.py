@@ -56,7 +56,7 @@ from streams.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
 
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")  # package data, committed
 ANSWER_TIMEOUT_SECONDS = 3.0
 PROBE_TIMEOUT_SECONDS = 2.0
 DRAIN_SECONDS = 45.0
@@ -70,10 +70,25 @@ class GatewayConfigError(RuntimeError):
     """Settings the gateway refuses to start with."""
 
 
+def wanted_providers(settings: Settings) -> list[str]:
+    """The endpoints CRMKPI_PROVIDERS turns on (`all`, or a comma-separated list of names)."""
+    if settings.providers.strip() == "all":
+        return list(PROVIDERS)
+    wanted = [name.strip() for name in settings.providers.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in PROVIDERS]
+    if unknown:
+        raise GatewayConfigError(
+            f"CRMKPI_PROVIDERS names unknown endpoint(s) {', '.join(unknown)}: "
+            f"expected 'all' or some of {', '.join(PROVIDERS)}"
+        )
+    return wanted
+
+
 def provider_secrets(settings: Settings) -> dict[str, str]:
     """The secret of every enabled provider, by endpoint name (unset ones are disabled)."""
     secrets = {}
-    for name, provider in PROVIDERS.items():
+    for name in wanted_providers(settings):
+        provider = PROVIDERS[name]
         value = getattr(settings, provider.secret_field)
         if value is not None:
             secrets[name] = value if isinstance(value, str) else value.get_secret_value()
@@ -86,14 +101,14 @@ def provider_secrets(settings: Settings) -> dict[str, str]:
 
 
 def check_bind(settings: Settings) -> None:
-    """Refuse a non-loopback bind while any endpoint would be unauthenticated."""
+    """Refuse a non-loopback bind while any wanted endpoint would be unauthenticated."""
     enabled = provider_secrets(settings)
-    missing = [provider.env for name, provider in PROVIDERS.items() if name not in enabled]
+    missing = [PROVIDERS[name].env for name in wanted_providers(settings) if name not in enabled]
     if missing and not settings.loopback_only:
         raise GatewayConfigError(
             f"CRMKPI_BIND={settings.bind} exposes the gateway beyond this machine, but "
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} unset: set every "
-            "webhook secret, or bind to 127.0.0.1"
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} unset: set the "
+            "secrets, limit CRMKPI_PROVIDERS to the endpoints you use, or bind to 127.0.0.1"
         )
 
 
@@ -141,7 +156,7 @@ class Gateway:
         self.secrets = provider_secrets(settings)
         self.metrics: GatewayMetrics = create_metrics(PROVIDERS)
         self.writes = Writes(ANSWER_TIMEOUT_SECONDS)
-        self.openapi_document = OPENAPI_PATH.read_bytes() if OPENAPI_PATH.is_file() else None
+        self.openapi_document = OPENAPI_PATH.read_bytes()
         self.writer = OnceWriter(
             deduplicator,
             publisher,
@@ -260,10 +275,7 @@ class Gateway:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi(self, _: web.Request) -> web.Response:
-        """The committed OpenAPI document (docs/openapi.json), read at start-up."""
-        if self.openapi_document is None:
-            detail = f"{OPENAPI_PATH} is not part of this installation"
-            raise Problem(404, "not-found", "Not Found", detail)
+        """The committed OpenAPI document (streams/gateway/openapi.json), read at start-up."""
         return web.Response(body=self.openapi_document, content_type="application/json")
 
     async def drain(self, _: web.Application) -> None:

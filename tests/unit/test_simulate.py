@@ -19,9 +19,9 @@ from crmkpi.simulate import (
     HOUR_MS,
     CrmCompany,
     run_simulation,
-    sign_standard_webhook,
 )
 from streams.events import EVENT_TYPES, parse_event, parse_time_ms
+from streams.gateway.signing import standard_signature
 
 MONDAY_MS = parse_time_ms("2026-11-02T00:00:00Z")
 SECRET = "whsec_" + base64.b64encode(b"simulated-company-secret").decode()
@@ -198,7 +198,7 @@ def test_pending_state_stays_bounded() -> None:
 
 
 def test_standard_webhooks_signature_matches_the_published_vector() -> None:
-    signature = sign_standard_webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    signature = standard_signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                                       "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
                                       b'{"test": 2432232314}')
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
@@ -221,7 +221,7 @@ def gateway(received: list[Event], statuses: list[int]) -> Callable[[web.Request
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         headers = request.headers
-        expected = sign_standard_webhook(SECRET, headers["webhook-id"],
+        expected = standard_signature(SECRET, headers["webhook-id"],
                                          int(headers["webhook-timestamp"]), body)
         if headers["webhook-signature"] != expected:
             return web.Response(status=401)

@@ -1,4 +1,4 @@
-"""docs/openapi.json and the served routes do not drift apart."""
+"""The committed streams/gateway/openapi.json and the served routes do not drift apart."""
 
 from __future__ import annotations
 
