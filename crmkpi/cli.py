@@ -17,6 +17,7 @@ from rich.table import Table
 from crmkpi.discovery import ServicesNotFound, find_services
 from crmkpi.settings import Settings, publisher_for
 from kpis.timebase import WINDOWS
+from streams.exports import FORMATS
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -50,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="publish canonical events from JSON Lines files")
     replay.add_argument("files", nargs="+", help="JSON Lines files, or - for stdin")
     replay.set_defaults(run=run_replay)
+
+    imports = commands.add_parser("import", help="backfill history from a CRM's CSV export")
+    imports.add_argument("--format", required=True, choices=sorted(FORMATS), help="the export's kind")
+    imports.add_argument("file", help="the exported CSV file")
+    imports.add_argument("--resume", action="store_true", help="continue after the last checkpoint")
+    imports.add_argument("--dry-run", action="store_true", help="map and report, publish nothing")
+    imports.add_argument("--timezone", default=None, help="zone of naive dates (default CRMKPI_TIMEZONE)")
+    imports.set_defaults(run=run_import)
 
     simulate = commands.add_parser("simulate", help="a synthetic CRM company emitting events")
     simulate.add_argument("--rate", type=float, default=20.0, help="live events per second")
@@ -125,6 +134,13 @@ def run_replay(args: argparse.Namespace) -> int:
         report_bad_lines(bad, console)
         return 1
     return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Map a CRM export to canonical events and publish them, resumably (docs/import.md)."""
+    from crmkpi.importer import run
+
+    return run(args, console)
 
 
 def run_simulate(args: argparse.Namespace) -> int:

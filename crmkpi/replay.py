@@ -67,16 +67,21 @@ def _open(path: str) -> IO[bytes]:
     return Path(path).open("rb")
 
 
-async def publish_with_progress(publisher: EventPublisher, events: list[Any], console: Console) -> None:
+async def publish_with_progress(
+    publisher: EventPublisher, events: list[Any], console: Console, label: str = "replay"
+) -> None:
     """Publish in chunks, showing a progress bar with rate and ETA."""
-    columns = (TextColumn("replay"), BarColumn(), TextColumn("{task.completed}/{task.total} events"),
+    columns = (TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total} events"),
+               TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("replay", total=len(events))
+        task = progress.add_task(label, total=len(events), rate="")
         for start in range(0, len(events), CHUNK):
             chunk = events[start:start + CHUNK]
             await publisher.publish(chunk)
             progress.advance(task, len(chunk))
+            speed = progress.tasks[0].speed
+            progress.update(task, rate=f"{speed:,.0f} events/s" if speed else "")
 
 
 def report_bad_lines(bad: list[BadLine], console: Console, limit: int = 50) -> None:
