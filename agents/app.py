@@ -20,6 +20,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agents.exporters.api import kpis_response, problem, status_response
 from agents.exporters.cluster import Partials, WorkerRegistry, gather
+from agents.exporters.insights import (
+    INSIGHTS_SECONDS,
+    InsightsCache,
+    InsightsCollector,
+    at_risk_response,
+    fill_partials,
+    forecast_response,
+)
 from agents.exporters.metrics import KpiCollector
 from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
@@ -34,6 +42,9 @@ from streams.topics import partition_for
 
 log = logging.getLogger("crm-kpi.worker")
 PRUNE_SECONDS = 60.0
+# How long a batch may wait to fill: bigger batches write fewer changelog records per event
+# (one per changed key per batch), at the cost of at most this much latency.
+BATCH_WITHIN_S = 0.25
 
 
 def free_port_from(port: int, bind: str) -> int:
@@ -103,6 +114,8 @@ class Worker:
             self.window_totals, self.counters, wall_ms, self.lag,
             lambda: max(self.events.applier.last_applied_ms, self.customers.applier.last_applied_ms),
         ))
+        self.insights = InsightsCache(config.zone)
+        self.metrics.register(InsightsCollector(settings.targets, self.current_totals, self.insights))
         self._wire()
 
     def _stage(self, topic_name: str, table_name: str, stage: str, applier: Any) -> Stage:
@@ -151,17 +164,25 @@ class Worker:
                 lags[(topic, partition)] = max((consumer.highwater(tp) or 0) - consumed, 0)
         return lags
 
+    def current_totals(self) -> dict[SumKey, int]:
+        """The 1h window sums now (with every cumulative field at now)."""
+        now = wall_ms()
+        return self.window_totals("1h", now, now)
+
     async def local_partials(self, query: Mapping[str, str]) -> Partials:
-        """This worker's share of a KPI query."""
+        """This worker's share of a KPI query (and of an insight query: see fill_partials)."""
         now = wall_ms()
         at = parse_time_ms(query["at"], "at")
         counters = self.counters()
-        return Partials(
+        partials = Partials(
             self.owned(), self.owned(self.topics.customers),
             self.window_totals(query["window"], at, now), self.window_totals("30d", at, now),
             sum(c[0] for c in counters.values()), sum(c[1] for c in counters.values()),
             sum(self.lag().values()),
         )
+        fill_partials(partials, query, at, map(self.events.keeper.state, partials.partitions),
+                      map(self.customers.keeper.state, partials.customer_partitions))
+        return partials
 
     async def global_partials(self, query: Mapping[str, str]) -> Partials:
         """Every worker's share of a KPI query, merged."""
@@ -177,14 +198,14 @@ class Worker:
 
         @app.agent(self.events.topic, name="apply-events", concurrency=1)
         async def apply_events(stream: Any) -> None:
-            async for batch in stream.noack_take(batch_size, within=0.02):
+            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
                 await self._process(self.events, batch)
                 for event in batch:
                     await stream.ack(event)
 
         @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
         async def apply_customers(stream: Any) -> None:
-            async for batch in stream.noack_take(batch_size, within=0.02):
+            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
                 await self._process(self.customers, batch)
                 for event in batch:
                     await stream.ack(event)
@@ -198,6 +219,17 @@ class Worker:
         async def heartbeat() -> None:
             await self.registry.heartbeat()
 
+        @app.timer(INSIGHTS_SECONDS)
+        async def insights() -> None:
+            # Forecasts and anomaly scores are cluster-wide: the owner of partition 0 exports them.
+            if 0 not in self.owned():
+                self.insights.clear()
+                return
+            try:
+                await self.insights.refresh(self.global_partials, wall_ms())
+            except Exception:
+                log.exception("refreshing forecasts and anomaly scores failed")
+
         @app.on_partitions_revoked.connect
         async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
             for stage in (self.events, self.customers):
@@ -207,7 +239,17 @@ class Worker:
         @app.page("/api/kpis")
         async def api_kpis(view: Any, request: web.Request) -> web.Response:
             return await self._guarded(request, lambda: kpis_response(
-                request.query, wall_ms(), self.global_partials, self.config))
+                request.query, wall_ms(), self.global_partials, self.config, self.settings.targets))
+
+        @app.page("/api/forecast")
+        async def api_forecast(view: Any, request: web.Request) -> web.Response:
+            return await self._guarded(request, lambda: forecast_response(
+                request.query, wall_ms(), self.global_partials))
+
+        @app.page("/api/customers/at-risk")
+        async def api_at_risk(view: Any, request: web.Request) -> web.Response:
+            return await self._guarded(request, lambda: at_risk_response(
+                request.query, wall_ms(), self.global_partials))
 
         @app.page("/api/status")
         async def api_status(view: Any, request: web.Request) -> web.Response:

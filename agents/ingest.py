@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,14 @@ from streams.topics import partition_for, routing_key
 Parser = Callable[[Any, int], Event]
 # The partition where a decoded event's state lives.
 Router = Callable[[Any], int]
+
+
+# Faust's worker leaves the root logger at DEBUG after its start-up spinner (its handlers
+# show WARNING and up), so every debug call of the Kafka client (one per record sent) built a
+# LogRecord for nothing. Their own level makes those calls return at once.
+for _name in ("aiokafka", "faust", "mode"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.INFO)
 
 
 def wall_ms() -> int:

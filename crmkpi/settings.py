@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kpis.config import DEFAULT_SEGMENTS, KpiConfig, parse_fx_rates, parse_segment_list
+from kpis.insights.targets import Targets, load_targets
 from streams.publisher import EventPublisher, open_publisher
 from streams.topics import DEFAULT_NAMESPACE, Topics
 
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     body_limit_bytes: int = 5 * 1024 * 1024
     batch_size: int = Field(default=5000, ge=1)
     home: Path = Path.home() / ".crm-kpi"
+    targets_file: Path | None = None
 
     providers: str = "all"
     secret_standard: SecretStr | None = None
@@ -80,6 +82,18 @@ class Settings(BaseSettings):
     def _valid_ttl(cls, value: str) -> str:
         parse_duration_seconds(value)
         return value
+
+    @field_validator("targets_file")
+    @classmethod
+    def _valid_targets(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_targets(value)
+        return value
+
+    @cached_property
+    def targets(self) -> Targets:
+        """KPI targets and benchmarks (docs/insights.md); none without a targets file."""
+        return Targets() if self.targets_file is None else load_targets(self.targets_file)
 
     @cached_property
     def kpi_config(self) -> KpiConfig:

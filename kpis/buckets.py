@@ -20,6 +20,9 @@ from kpis.timebase import (
     bucket_range,
 )
 
+MINUTES_PER_HOUR = HOUR_MS // MINUTE_MS
+HOURS_PER_DAY = 24
+
 # (tenant, field, dimension, segment); the unsliced total has dimension and segment "".
 SumKey = tuple[str, str, str, str]
 Segments = tuple[tuple[str, str], ...]
@@ -70,6 +73,59 @@ class BucketStore:
         self.base = Bucket()
         self.cumulative_fields = cumulative_fields
         self.dirty: set[tuple[str, int]] = set()
+        # Read-side cache of merged buckets: ("m", hour) the minutes of an hour, ("h", day) the
+        # hours of a day, ("c", day) their cumulative fields only. Any change to a bucket drops
+        # the rollups it is in, so a 30-day read merges ~30 rollups instead of ~720 buckets.
+        self._rollups: dict[tuple[str, int], dict[SumKey, int]] = {}
+
+    def _invalidate(self, kind: str, index: int) -> None:
+        rollups = self._rollups
+        if rollups:
+            if kind == "m":
+                rollups.pop(("m", index // MINUTES_PER_HOUR), None)
+            elif kind == "h":
+                rollups.pop(("h", index // HOURS_PER_DAY), None)
+                rollups.pop(("c", index // HOURS_PER_DAY), None)
+
+    def _rollup(self, kind: str, group: int) -> dict[SumKey, int]:
+        cached = self._rollups.get((kind, group))
+        if cached is None:
+            cached = {}
+            if kind == "m":
+                for index in _present(self.minutes, range(group * MINUTES_PER_HOUR,
+                                                          (group + 1) * MINUTES_PER_HOUR)):
+                    merge_into(cached, self.minutes[index].values)
+            else:
+                cumulative = self.cumulative_fields
+                for index in _present(self.hours, range(group * HOURS_PER_DAY, (group + 1) * HOURS_PER_DAY)):
+                    values = self.hours[index].values
+                    if kind == "c":
+                        values = {k: v for k, v in values.items() if k[1] in cumulative}
+                    merge_into(cached, values)
+            self._rollups[(kind, group)] = cached
+        return cached
+
+    def _merge_range(self, total: dict[SumKey, int], kind: str, indexes: range) -> None:
+        """Add the buckets of `indexes` (minutes or hours) into `total`, whole groups from
+        the rollups. `kind` "c" merges hours, cumulative fields only."""
+        buckets = self.minutes if kind == "m" else self.hours
+        size = MINUTES_PER_HOUR if kind == "m" else HOURS_PER_DAY
+        start, stop = indexes.start, indexes.stop
+        first_full = -(-start // size)
+        last_full = stop // size  # groups [first_full, last_full) lie wholly inside
+        if last_full - first_full < 1 or not buckets:
+            singles = [indexes]
+        else:
+            for group in range(first_full, last_full):
+                merge_into(total, self._rollup(kind, group))
+            singles = [range(start, first_full * size), range(last_full * size, stop)]
+        cumulative = self.cumulative_fields
+        for part in singles:
+            for index in _present(buckets, part):
+                values = buckets[index].values
+                if kind == "c":
+                    values = {k: v for k, v in values.items() if k[1] in cumulative}
+                merge_into(total, values)
 
     def add(self, contribution: Contribution, pos: int, now_ms: int) -> None:
         """Apply one contribution of the event at stream position `pos`."""
@@ -92,25 +148,25 @@ class BucketStore:
         if pos <= bucket.floor:
             return
         bucket.add(c[1], c[2], c[3], c[4])
-        bucket.pos = max(bucket.pos, pos)
+        if pos > bucket.pos:
+            bucket.pos = pos
         self.dirty.add((kind, index))
+        self._invalidate(kind, index)
 
     def window_sums(self, lower_ms: int, at_ms: int, now_ms: int, fine: bool) -> dict[SumKey, int]:
         """Sums over `(lower, at]`, from minute buckets when `fine` and still kept, else hours."""
         use_minutes = fine and lower_ms >= now_ms - MINUTE_RETENTION_MS + MINUTE_MS
-        buckets, resolution = (self.minutes, MINUTE_MS) if use_minutes else (self.hours, HOUR_MS)
+        kind, resolution = ("m", MINUTE_MS) if use_minutes else ("h", HOUR_MS)
         total: dict[SumKey, int] = {}
-        for index in _present(buckets, bucket_range(lower_ms, at_ms, resolution)):
-            merge_into(total, buckets[index].values)
+        self._merge_range(total, kind, bucket_range(lower_ms, at_ms, resolution))
         return total
 
     def cumulative_sums(self, at_ms: int) -> dict[SumKey, int]:
         """Cumulative fields summed over all event time up to `at` (point-in-time values)."""
         total = dict(self.base.values)
         last = (at_ms - 1) // HOUR_MS
-        for index, bucket in self.hours.items():
-            if index <= last:
-                merge_into(total, {k: v for k, v in bucket.values.items() if k[1] in self.cumulative_fields})
+        if self.hours:
+            self._merge_range(total, "c", range(min(min(self.hours), last + 1), last + 1))
         return total
 
     def prune(self, now_ms: int) -> None:
@@ -119,6 +175,7 @@ class BucketStore:
         for index in [i for i in self.minutes if i < oldest_minute]:
             del self.minutes[index]
             self.dirty.add(("m", index))
+            self._invalidate("m", index)
         oldest_hour = (now_ms - HOUR_RETENTION_MS) // HOUR_MS
         for index in sorted(i for i in self.hours if i < oldest_hour):
             bucket = self.hours.pop(index)
@@ -126,6 +183,7 @@ class BucketStore:
             merge_into(self.base.values, cumulative)
             self.base.folded_through = index
             self.dirty.update({("b", 0), ("h", index)})
+            self._invalidate("h", index)
 
     def bucket(self, kind: str, index: int) -> Bucket | None:
         """The bucket behind a dirty-set entry, or None once it was dropped."""
@@ -140,6 +198,7 @@ class BucketStore:
         bucket at or before `folded_through` is already in the base and is dropped here.
         """
         bucket.floor = bucket.pos
+        self._rollups.clear()
         if kind == "b":
             self.base = bucket
             for folded in [i for i in self.hours if i <= bucket.folded_through]:

@@ -61,11 +61,12 @@ class Entity:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Entity:
-        """Rebuild an entity from `to_state()` output."""
+        """Rebuild an entity from `to_state()` output (a field added since keeps its default)."""
         entity = cls()
         entity.ids = set(state["ids"])
         for name in cls.fields:
-            setattr(entity, name, state[name])
+            if name in state:
+                setattr(entity, name, state[name])
         return entity
 
 

@@ -11,7 +11,7 @@ already in that record and is skipped there, and applied everywhere else.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from streams.events import Event
 LATE_DEDUP_MS = 8 * DAY_MS
 POSITION_SHIFT = 20  # position = offset << 20 | index of the event inside its record
 WINDOW_MARK = "~"
+SEEN_SEGMENT = 256  # ids per changelog record of a day's seen ids
 
 
 def window_field(name: str, window: str) -> str:
@@ -52,11 +53,32 @@ class EntityRecord:
 
 @dataclass(slots=True)
 class SeenIds:
-    """Ids of entity-less events of one day, for dedup (see `PartitionState.seen`)."""
+    """Ids of entity-less events of one day, for dedup (see `PartitionState.seen`).
+
+    The changelog holds them in segments of at most SEEN_SEGMENT ids (`s|<group>|<n>`): a
+    flush rewrites only the open (last) segment, never the whole day, so the bytes written
+    per batch stay bounded however many ids the day has.
+    """
 
     ids: set[str]
     pos: int = -1
     floor: int = -1
+    open_ids: list[str] = field(default_factory=list)  # ids of the open segment, in order
+    segment: int = 0  # number of the open segment
+    segments_written: int = 0  # segment records that exist (for the tombstones at prune)
+    legacy: bool = False  # an unsegmented `s|<group>` record exists (written before segments)
+    dirty: bool = False
+    sealed: list[tuple[int, list[str]]] = field(default_factory=list)  # full, not yet written
+
+    def add(self, uid: str) -> None:
+        if len(self.open_ids) >= SEEN_SEGMENT:
+            if self.dirty:
+                self.sealed.append((self.segment, self.open_ids))
+            self.segment += 1
+            self.open_ids = []
+        self.ids.add(uid)
+        self.open_ids.append(uid)
+        self.dirty = True
 
 
 @dataclass(slots=True)
@@ -89,6 +111,7 @@ class PartitionState:
         # while the event is inside the bucket retention, else by arrival day ("a"), kept for
         # LATE_DEDUP_MS, which outlasts every provider's retries of an old event.
         self.seen: dict[tuple[str, int], SeenIds] = {}
+        self.dropped_seen: dict[tuple[str, int], SeenIds] = {}
         self.counters = Counters()
         self.outbox: list[tuple[str, InternalEvent]] = []
         self.dirty_entities: set[str] = set()
@@ -98,9 +121,9 @@ class PartitionState:
     # -- applying events -------------------------------------------------------------------
 
     def apply(self, event: Event, pos: int, now_ms: int) -> None:
-        """Apply one valid event at stream position `pos`."""
+        """Apply one valid event at stream position `pos` (to its entity when it names one)."""
         entity_type = self.entity_types.get(event.type)
-        if entity_type is not None:
+        if entity_type is not None and event.data.get(entity_type.key_field) is not None:
             new = self._apply_entity(entity_type, event, pos, now_ms)
         else:
             new = self._apply_stateless(event, pos, now_ms)
@@ -151,7 +174,7 @@ class PartitionState:
             seen = self.seen[group] = SeenIds(set())
         if pos <= seen.floor or event.uid in seen.ids:
             return False
-        seen.ids.add(event.uid)
+        seen.add(event.uid)
         seen.pos = pos
         self.dirty_seen.add(group)
         rule = self.stateless.get(event.type)
@@ -189,7 +212,7 @@ class PartitionState:
         self.buckets.prune(now_ms)
         oldest = {"e": (now_ms - HOUR_RETENTION_MS) // DAY_MS, "a": (now_ms - LATE_DEDUP_MS) // DAY_MS}
         for group in [g for g in self.seen if g[1] < oldest[g[0]]]:
-            del self.seen[group]
+            self.dropped_seen[group] = self.seen.pop(group)
             self.dirty_seen.add(group)
 
     def drain(self) -> Iterator[tuple[str, bytes | None]]:
@@ -207,14 +230,31 @@ class PartitionState:
             bucket = self.buckets.bucket(kind, index)
             yield f"{kind}|{index}", None if bucket is None else _encode_bucket(bucket)
         for group in sorted(self.dirty_seen):
-            seen = self.seen.get(group)
-            value = None if seen is None else orjson.dumps([seen.pos, sorted(seen.ids)])
-            yield f"s|{group[0]}{group[1]}", value
+            yield from self._drain_seen(group)
         self.dirty_seen.clear()
         for key in sorted(self.dirty_entities):
             record = self.entities[key]
             yield f"e|{key}", orjson.dumps([record.pos, record.entity.to_state()])
         self.dirty_entities.clear()
+
+    def _drain_seen(self, group: tuple[str, int]) -> Iterator[tuple[str, bytes | None]]:
+        name = f"s|{group[0]}{group[1]}"
+        seen = self.seen.get(group)
+        if seen is None:  # dropped by prune: tombstones for every record it had
+            dropped = self.dropped_seen.pop(group, None)
+            if dropped is not None:
+                if dropped.legacy:
+                    yield name, None
+                for segment in range(dropped.segments_written):
+                    yield f"{name}|{segment}", None
+            return
+        for segment, ids in seen.sealed:
+            yield f"{name}|{segment}", orjson.dumps([seen.pos, ids])
+        seen.sealed.clear()
+        if seen.dirty:
+            yield f"{name}|{seen.segment}", orjson.dumps([seen.pos, seen.open_ids])
+            seen.segments_written = max(seen.segments_written, seen.segment + 1)
+            seen.dirty = False
 
     def restore(self, key: str, value: bytes) -> None:
         """Load one changelog record written by `drain` (after a restart or a rebalance)."""
@@ -227,7 +267,19 @@ class PartitionState:
             self.buckets.restore(kind, int(rest), _decode_bucket(decoded))
         elif kind == "s":
             pos, ids = decoded
-            self.seen[(rest[0], int(rest[1:]))] = SeenIds(set(ids), pos, pos)
+            name, _, segment = rest.partition("|")
+            group = (name[0], int(name[1:]))
+            seen = self.seen.get(group)
+            if seen is None:
+                seen = self.seen[group] = SeenIds(set())
+            seen.ids.update(ids)
+            seen.pos = seen.floor = max(seen.pos, pos)
+            if not segment:
+                seen.legacy = True
+            elif int(segment) >= seen.segments_written:
+                seen.segments_written = int(segment) + 1
+                seen.segment = int(segment)
+                seen.open_ids = list(ids)
         elif kind == "e":
             pos, state = decoded
             entity = self.kinds[rest.partition("|")[0]].from_state(state)
@@ -245,8 +297,8 @@ def _own_window_fields(
     for (tenant, name, dim, seg), value in totals.items():
         bare, mark, scope = name.partition(WINDOW_MARK)
         if mark:
-            at_t = f"{window}@at" if window_field(bare, window) in cumulative else window
-            if scope != at_t:
+            wanted = f"{window}@at" if window_field(bare, window) in cumulative else window
+            if scope != wanted:
                 continue
             name = bare
         key = (tenant, name, dim, seg)

@@ -2,9 +2,11 @@
 
 Every event is keyed by the entity whose state it changes, so that entity's state lives in
 one partition: a lead's events by `lead_id`, a deal's by `deal_id`, and so on. Events that
-change no entity (visits, spend, surveys) are keyed by their own id, which sends duplicates
-of one event to one partition, where the dedup state is. Third-party producers that key
-their records the same way (Kafka's default murmur2 partitioner) need no repartitioning.
+change no entity (visits, spend, surveys that name no customer) are keyed by their own id,
+which sends duplicates of one event to one partition, where the dedup state is; a survey
+answer that names its customer is keyed by the customer id (its respondent entity).
+Third-party producers that key their records the same way (Kafka's default murmur2
+partitioner) need no repartitioning.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ ROUTING_FIELD: dict[str, str] = {
     "subscription.renewed": "subscription_id",
     "subscription.cancelled": "subscription_id",
     "order.placed": "customer_id",
+    "survey.answered": "customer_id",  # when it names one
     "cart.created": "cart_id",
     "cart.checked_out": "cart_id",
     "user.login": "user_id",
@@ -77,8 +80,9 @@ ROUTING_FIELD: dict[str, str] = {
 def routing_key(raw: Mapping[str, Any]) -> bytes:
     """The Kafka key of a canonical event (already validated): its entity id, else its own id."""
     field = ROUTING_FIELD.get(raw["type"])
-    if field is not None:
-        return str(raw["data"][field]).encode()
+    entity = None if field is None else raw["data"].get(field)
+    if entity is not None:
+        return str(entity).encode()
     return f"{raw['source']}\x1f{raw['id']}".encode()
 
 

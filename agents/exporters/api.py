@@ -1,4 +1,7 @@
-"""The worker's HTTP API: `/api/kpis`, `/api/status`, `/internal/partials`, `/healthz`."""
+"""The worker's HTTP API: `/api/kpis`, `/api/status`, `/internal/partials`, `/healthz`.
+
+The insight endpoints (`/api/forecast`, `/api/customers/at-risk`) are in `insights.py`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from aiohttp import web
 from agents.exporters.cluster import ClusterIncomplete, Partials
 from kpis.catalogue import DIMENSIONS, evaluate
 from kpis.config import KpiConfig
+from kpis.insights.targets import Targets
 from kpis.timebase import WINDOWS
 from streams.events import InvalidEvent, format_time_ms, parse_time_ms
 
@@ -33,6 +37,7 @@ class KpiQuery:
     at_ms: int
     tenant: str
     by: str | None
+    targets: bool = False  # add each KPI's target, benchmark and gap
 
     @classmethod
     def parse(cls, query: Mapping[str, str], now_ms: int) -> KpiQuery:
@@ -48,7 +53,10 @@ class KpiQuery:
         except InvalidEvent as exc:
             raise BadQuery("at", exc.problem) from None
         tenant = query.get("tenant", "default")
-        return cls(window, at_ms, tenant, by)
+        targets = query.get("targets", "0")
+        if targets not in ("0", "1", "false", "true"):
+            raise BadQuery("targets", "must be 1 or 0")
+        return cls(window, at_ms, tenant, by, targets in ("1", "true"))
 
     def forward(self) -> dict[str, str]:
         """The query as sent to other workers (with `at` fixed, so all evaluate the same T)."""
@@ -68,7 +76,7 @@ def json_response(payload: object) -> web.Response:
 
 
 async def kpis_response(query: Mapping[str, str], now_ms: int, gather: Gather,
-                        config: KpiConfig) -> web.Response:
+                        config: KpiConfig, targets: Targets | None = None) -> web.Response:
     """Answer `GET /api/kpis` from the merged partials of all workers."""
     try:
         request = KpiQuery.parse(query, now_ms)
@@ -80,8 +88,11 @@ async def kpis_response(query: Mapping[str, str], now_ms: int, gather: Gather,
         return problem(503, "Workers are rebalancing", str(exc))
     kpis = evaluate(partials.sums, tenant=request.tenant, by=request.by,
                     gross_margin=config.gross_margin, sums_30d=partials.sums_30d)
-    return json_response({"tenant": request.tenant, "window": request.window,
-                          "as_of": format_time_ms(request.at_ms), "kpis": kpis})
+    body = {"tenant": request.tenant, "window": request.window,
+            "as_of": format_time_ms(request.at_ms), "kpis": kpis}
+    if request.targets:
+        body["targets"] = (targets or Targets()).annotate(kpis, request.window, request.tenant)
+    return json_response(body)
 
 
 async def status_response(gather: Gather, now_ms: int) -> web.Response:

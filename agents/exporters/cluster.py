@@ -19,6 +19,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from kpis.buckets import SumKey, merge_into
+from kpis.insights.series import Columns, merge_columns
 
 REGISTRY_KEY = "crm-kpi:workers"
 HEARTBEAT_SECONDS = 2.0
@@ -40,6 +41,10 @@ class Partials:
     processed: int = 0
     rejected: int = 0
     lag: int = 0
+    # Asked for by insight queries (agents/exporters/insights.py): hourly columns, and each
+    # worker's riskiest customers.
+    series: Columns = field(default_factory=dict)
+    at_risk: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """Wire form of the partials."""
@@ -51,6 +56,8 @@ class Partials:
             "processed": self.processed,
             "rejected": self.rejected,
             "lag": self.lag,
+            "series": [[*k, v] for k, v in self.series.items()],
+            "at_risk": self.at_risk,
         })
 
     @classmethod
@@ -64,6 +71,8 @@ class Partials:
             payload["processed"],
             payload["rejected"],
             payload["lag"],
+            {(t, f): v for t, f, v in payload.get("series", [])},
+            list(payload.get("at_risk", [])),
         )
 
     def covers(self, partitions: int) -> bool:
@@ -80,6 +89,8 @@ class Partials:
         self.processed += other.processed
         self.rejected += other.rejected
         self.lag += other.lag
+        merge_columns(self.series, other.series)
+        self.at_risk.extend(other.at_risk)
 
 
 class WorkerRegistry:

@@ -7,7 +7,8 @@ from typing import Any
 
 from kpis.buckets import SLICE_ONLY, Contribution, Segments
 from kpis.config import KpiConfig
-from kpis.entities import Entity, Family
+from kpis.entities import Entity, Family, InternalEvent
+from kpis.families.customers import ORDERS
 from kpis.formulas import Kpi, count, fraction_of, mean_money, ratio
 from kpis.timebase import DAY_MS, HOUR_RETENTION_MS
 from kpis.values import segment, to_micro
@@ -65,6 +66,11 @@ class Buyer(Entity):
         for channel, stamps in by_channel.items():
             out += _buyer_counts(tenant, stamps, (SLICE_ONLY, ("channel", channel)))
         return out
+
+    def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
+        """The times of its recent orders, to its customer's churn risk."""
+        times = sorted(time_ms for time_ms, _, _ in self.orders.values())
+        return [(entity_id, ORDERS, times[-1], {"customer_id": entity_id, "orders": times})] if times else []
 
 
 def _buyer_counts(tenant: str, stamps: list[Stamp], segments: Segments) -> list[Contribution]:

@@ -1,10 +1,11 @@
 """Subscriptions and revenue: MRR, customers, churn, renewals and the LTV family.
 
-A subscription (events stage) keeps its started/changed/cancelled/renewed events in event-time
-order and replays them on demand, so a `changed` or `cancelled` that arrives before its
+A subscription (events stage) keeps its started/changed/cancelled events in event-time order
+and replays them on demand, so a `changed` or `cancelled` that arrives before its
 `started` lands where it belongs. It contributes MRR and revenue churn itself, and sends its
 activity periods to its customer (kpis.families.customers), which contributes customer counts
-and churn. Every KPI below is read from those bucket sums.
+and churn. Renewals are counted as they come, without state. Every KPI below is read from
+those bucket sums.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from kpis.timebase import ROLLING_MS
 from kpis.values import UNKNOWN, segment, to_micro
 from streams.events import Event
 
-STARTED, CHANGED, CANCELLED, RENEWED = "started", "changed", "cancelled", "renewed"
-KINDS = {f"subscription.{kind}": kind for kind in (STARTED, CHANGED, CANCELLED, RENEWED)}
+STARTED, CHANGED, CANCELLED = "started", "changed", "cancelled"
+KINDS = {f"subscription.{kind}": kind for kind in (STARTED, CHANGED, CANCELLED)}
 
 
 def _label(value: Any, dimension: str, config: KpiConfig) -> str:
@@ -47,9 +48,7 @@ def _facts(event: Event, config: KpiConfig) -> list[Any]:
         # A change that names no plan keeps the plan it had.
         new_plan = None if data.get("plan") is None else _label(data["plan"], "plan", config)
         return [kind, to_micro(data["mrr"], data.get("currency"), config), new_plan]
-    if kind == CANCELLED:
-        return [kind, sys.intern(data.get("reason") or UNKNOWN)]
-    return [kind]
+    return [kind, sys.intern(data.get("reason") or UNKNOWN)]
 
 
 @dataclass
@@ -62,10 +61,12 @@ class Replay:
     mrr_steps: list[tuple[int, Segments, int]] = field(default_factory=list)
     # (time, labels, MRR lost): contractions, and the MRR of periods ended by a cancellation
     losses: list[tuple[int, Segments, int]] = field(default_factory=list)
-    # (time, field, labels) of the renewals and cancellations, each event counted
-    counted: list[tuple[int, str, Segments]] = field(default_factory=list)
+    # (time, labels) of every cancellation, whether it ends a period or not
+    cancellations: list[tuple[int, Segments]] = field(default_factory=list)
     # earliest `started` per customer it names
     first_started: dict[str, int] = field(default_factory=dict)
+    # (customer of the period in progress, time) of each MRR decrease, for its churn risk
+    contractions: list[tuple[str, int]] = field(default_factory=list)
 
     def spans(self) -> list[Span]:
         """Every activity period as [start, end)."""
@@ -91,15 +92,15 @@ def replay(events: Iterable[list[Any]]) -> Replay:
         elif kind == CHANGED:
             if facts[0] < mrr:
                 out.losses.append((time_ms, labels, mrr - facts[0]))
+                if opened is not None:
+                    out.contractions.append((opened[1], time_ms))
             mrr, plan = facts[0], facts[1] or plan
-        elif kind == CANCELLED:
-            out.counted.append((time_ms, "cancellations", (*labels, ("reason", facts[0]))))
+        else:
+            out.cancellations.append((time_ms, (*labels, ("reason", facts[0]))))
             if opened is not None and opened[0] < time_ms:
                 out.periods.append((opened[1], [opened[0], time_ms, plan, region, facts[0]]))
                 out.losses.append((time_ms, labels, mrr))
             opened = None
-        else:
-            out.counted.append((time_ms, "renewals", labels))
         out.mrr_steps.append((time_ms, (("plan", plan), ("region", region)), mrr if opened else 0))
     if opened is not None:
         out.periods.append((opened[1], [opened[0], None, plan, region, None]))
@@ -123,6 +124,11 @@ def _step_contributions(
     return out
 
 
+def subscription_renewed(event: Event, config: KpiConfig) -> list[Contribution]:
+    """A renewal: a count in its window (the most frequent subscription event, kept nowhere)."""
+    return [(event.time_ms, event.tenant, "renewals", (), 1)]
+
+
 class Subscription(Entity):
     """A subscription: its status and MRR events, kept in event-time order (ties by uid)."""
 
@@ -133,17 +139,24 @@ class Subscription(Entity):
     def __init__(self) -> None:
         super().__init__()
         # [time, uid, kind, *facts]: started [mrr, plan, region, customer], changed [mrr, plan or
-        # None], cancelled [reason], renewed []
+        # None], cancelled [reason]
         self.events: list[list[Any]] = []
         self.zone = "UTC"  # of the month starts in the contributions (mtd revenue churn)
 
-    def update(self, event: Event, config: KpiConfig) -> None:
-        """Insert the event at its place in event time."""
+    def apply(self, event: Event, config: KpiConfig) -> bool:
+        """Insert the event at its place in event time, once; False when it was already applied.
+
+        Its uid is kept with it, so the `ids` set of other entities would only repeat them.
+        """
+        uid = event.uid
+        if any(kept[1] == uid for kept in self.events):
+            return False
         self.zone = config.timezone
-        insort(self.events, [event.time_ms, event.uid, *_facts(event, config)])
+        insort(self.events, [event.time_ms, uid, *_facts(event, config)])
+        return True
 
     def contributions(self, tenant: str) -> list[Contribution]:
-        """MRR while active, revenue lost while active at the window start, renewals, cancellations."""
+        """MRR while active, revenue lost while active at the window start, cancellations."""
         history = replay(self.events)
         out = _step_contributions(tenant, "mrr_micro", history.mrr_steps)
         spans = history.spans()
@@ -152,7 +165,7 @@ class Subscription(Entity):
                 out += while_active_at_window_start(
                     tenant, "mrr_churned_micro", labels, time_ms, lost, spans, self.zone
                 )
-        out += [(time_ms, tenant, name, labels, 1) for time_ms, name, labels in history.counted]
+        out += [(time_ms, tenant, "cancellations", labels, 1) for time_ms, labels in history.cancellations]
         return out
 
     def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
@@ -164,6 +177,7 @@ class Subscription(Entity):
                 "subscription_id": entity_id,
                 "started_ms": started_ms,
                 "periods": [period for owner, period in history.periods if owner == customer],
+                "contractions": [t for owner, t in history.contractions if owner == customer],
             })
             for customer, started_ms in sorted(history.first_started.items())
         ]
@@ -253,7 +267,7 @@ SUBSCRIPTION_KPIS = (
 SUBSCRIPTIONS = Family(
     name="subscriptions",
     entities=dict.fromkeys(KINDS, Subscription),
-    stateless={},
+    stateless={"subscription.renewed": subscription_renewed},
     kpis=SUBSCRIPTION_KPIS,
     cumulative_fields=frozenset({"mrr_micro", *(window_field("mrr_churned_micro", w) for w in ROLLING_MS)}),
 )

@@ -8,8 +8,10 @@ from typing import Any
 
 from kpis.buckets import Contribution
 from kpis.config import KpiConfig
-from kpis.entities import Entity, Family
+from kpis.entities import Entity, Family, InternalEvent
+from kpis.families.customers import TICKET
 from kpis.formulas import Kpi, count, mean_seconds
+from kpis.insights.risk import SLOW_FIRST_RESPONSE_MS
 from kpis.sketch import DurationSketch
 from kpis.values import segment
 from streams.events import Event
@@ -24,11 +26,12 @@ def _is_public_agent_reply(event: Event) -> bool:
 
 
 class Ticket(Entity):
-    """A ticket: its creation (with segments), first response, first resolution and statuses."""
+    """A ticket: its creation (with segments), first response, first resolution and statuses;
+    its customer (named by the creation) hears of its creation and of a slow first response."""
 
     kind = "ticket"
     key_field = "ticket_id"
-    fields = ("created", "first_reply_ms", "resolved_ms", "statuses")
+    fields = ("created", "first_reply_ms", "resolved_ms", "statuses", "customer")
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,6 +39,7 @@ class Ticket(Entity):
         self.first_reply_ms: int | None = None
         self.resolved_ms: int | None = None
         self.statuses: list[list[Any]] = []  # [time, uid, opens] of created/resolved/reopened
+        self.customer: str | None = None  # named by the creation kept in `created`
 
     def update(self, event: Event, config: KpiConfig) -> None:
         """Fold in a creation, a reply, a resolution or a reopening."""
@@ -50,6 +54,7 @@ class Ticket(Entity):
                     segment(data.get("channel"), "channel", config),
                     segment(data.get("priority"), "priority", config),
                 ]
+                self.customer = None if data.get("customer_id") is None else str(data["customer_id"])
         elif event.type == "ticket.replied" and _is_public_agent_reply(event):
             self.first_reply_ms = _earliest(self.first_reply_ms, event.time_ms)
         elif event.type == "ticket.resolved":
@@ -78,6 +83,16 @@ class Ticket(Entity):
                 (self.resolved_ms, tenant, "resolution_ms", segments, self.resolved_ms - created_ms),
             ]
         return out
+
+    def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
+        """Its creation, and its first response when slow, to its customer's churn risk."""
+        if self.customer is None or self.created is None:
+            return []
+        created, replied = self.created[0], self.first_reply_ms
+        slow = replied if replied is not None and replied - created > SLOW_FIRST_RESPONSE_MS else None
+        data = {"customer_id": self.customer, "ticket_id": entity_id, "created_ms": created,
+                "slow_reply_ms": slow}
+        return [(self.customer, TICKET, created, data)]
 
     def _open_changes(self) -> Iterator[tuple[int, int]]:
         """(time, +1 or -1) wherever the status timeline opens or closes the ticket."""

@@ -1,4 +1,10 @@
-"""Surveys: NPS, CSAT and CES from `survey.answered`, as response counts and score sums."""
+"""Surveys: NPS, CSAT and CES from `survey.answered`, as response counts and score sums.
+
+An answer that names its customer is routed by the customer id and kept, for the last weeks,
+by the customer's respondent entity, which sends the times of its negative answers to the
+customer's churn risk; an answer without a customer is counted by a stateless rule. Both count
+the same fields, so the scores do not depend on the route.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from typing import Any
 
 from kpis.buckets import Contribution
 from kpis.config import KpiConfig
-from kpis.entities import Family
+from kpis.entities import Entity, Family, InternalEvent
+from kpis.families.commerce import ORDER_HORIZON_MS as ANSWER_HORIZON_MS
+from kpis.families.customers import FEEDBACK
 from kpis.formulas import Kpi, Totals, Value, fraction_of, ratio
 from streams.events import Event
 
@@ -40,11 +48,48 @@ SURVEY_FIELDS: dict[str, Callable[[int, Mapping[str, Any]], dict[str, int]]] = {
 }
 
 
+NEGATIVE = frozenset({"nps_detractors", "csat_unsatisfied"})  # a churn risk factor
+
+
+def _answer_fields(data: Mapping[str, Any]) -> dict[str, int]:
+    return SURVEY_FIELDS[data["survey"]](int(data["score"]), data)
+
+
 def survey_answered(event: Event, config: KpiConfig) -> list[Contribution]:
     """The response counts (and CES score) of one answer."""
-    data = event.data
-    fields = SURVEY_FIELDS[data["survey"]](int(data["score"]), data)
+    fields = _answer_fields(event.data)
     return [(event.time_ms, event.tenant, name, (), value) for name, value in fields.items()]
+
+
+class Respondent(Entity):
+    """A customer's recent survey answers (those older than every kept bucket are forgotten)."""
+
+    kind = "respondent"
+    key_field = "customer_id"
+    fields = ("answers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[str, list[Any]] = {}  # uid -> [time, {field: value}]
+
+    def update(self, event: Event, config: KpiConfig) -> None:
+        """Keep the answer's fields, then forget the answers past the horizon."""
+        self.answers[event.uid] = [event.time_ms, _answer_fields(event.data)]
+        horizon = max(time_ms for time_ms, _ in self.answers.values()) - ANSWER_HORIZON_MS
+        self.answers = {uid: answer for uid, answer in self.answers.items() if answer[0] >= horizon}
+
+    def contributions(self, tenant: str) -> list[Contribution]:
+        """Each answer's counts at its time, as the stateless rule counts them."""
+        return [(time_ms, tenant, name, (), value)
+                for time_ms, fields in self.answers.values() for name, value in fields.items()]
+
+    def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
+        """The times of its recent negative answers, to its customer's churn risk (sent when
+        they change; none once forgotten, when they are past the risk lookback anyway)."""
+        negative = sorted(t for t, fields in self.answers.values() if NEGATIVE & fields.keys())
+        if not negative:
+            return []
+        return [(entity_id, FEEDBACK, negative[-1], {"customer_id": entity_id, "negative": negative})]
 
 
 def _nps(t: Totals) -> Value:
@@ -68,7 +113,7 @@ SURVEY_KPIS = (
 
 SURVEYS = Family(
     name="surveys",
-    entities={},
+    entities={"survey.answered": Respondent},  # when it names its customer
     stateless={"survey.answered": survey_answered},
     kpis=SURVEY_KPIS,
 )

@@ -43,7 +43,9 @@ class EngineEnv:
             **more,
         }
 
-    def run(self, *args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, *args: str, stdin: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run `crm-kpi ARGS` to completion."""
         return subprocess.run([sys.executable, "-m", "crmkpi", *args], env=self.variables(),
                               input=stdin, capture_output=True, timeout=timeout, check=False)

@@ -28,20 +28,20 @@ NUMBERS = itertools.count(1)
 
 def event(event_type: str, at: datetime, **data: Any) -> dict[str, Any]:
     """A canonical event of the default tenant at `at`."""
-    return {"id": f"evt_{next(NUMBERS)}", "source": "test", "type": f"subscription.{event_type}",
+    return {"id": f"evt_{next(NUMBERS)}", "source": "test", "type": event_type,
             "occurred_at": at.isoformat(), "data": data}
 
 
-def started(sub: str, customer: str, at: datetime, mrr: int, plan: str = "pro") -> dict[str, Any]:
-    return event("started", at, subscription_id=sub, customer_id=customer, mrr=mrr, plan=plan)
+def started(sub: str, customer: str, at: datetime, mrr: int) -> dict[str, Any]:
+    return event("subscription.started", at, subscription_id=sub, customer_id=customer, mrr=mrr, plan="pro")
 
 
 def cancelled(sub: str, at: datetime, reason: str = "voluntary") -> dict[str, Any]:
-    return event("cancelled", at, subscription_id=sub, reason=reason)
+    return event("subscription.cancelled", at, subscription_id=sub, reason=reason)
 
 
 def changed(sub: str, at: datetime, mrr: int) -> dict[str, Any]:
-    return event("changed", at, subscription_id=sub, mrr=mrr)
+    return event("subscription.changed", at, subscription_id=sub, mrr=mrr)
 
 
 def run(events: list[dict[str, Any]], config: KpiConfig = CONFIG) -> PureEngine:
@@ -77,7 +77,7 @@ def test_a_reactivation_under_the_same_id_is_a_churn_then_a_new_interval() -> No
         started("sub_a", "cus_a", T - 50 * DAY, 100),
         started("sub_a", "cus_a", T - 10 * DAY, 80),  # arrives before the cancellation it follows
         cancelled("sub_a", T - 20 * DAY),
-        event("renewed", T - 1 * DAY, subscription_id="sub_a"),
+        event("subscription.renewed", T - 1 * DAY, subscription_id="sub_a"),
     ])
     assert kpis(engine, "30d") == {
         "new_customers": 0, "cac": None, "mrr": 80.0, "active_customers": 1, "arpu": 80.0,
@@ -133,17 +133,13 @@ def test_a_cancellation_and_a_change_before_their_start_are_replayed_in_event_ti
 
 
 def test_cltv_is_null_without_churn_and_cac_counts_customers_won_by_deals() -> None:
-    spend = [
-        {"id": "spend_1", "source": "ads", "type": "spend.recorded", "occurred_at": (T - 3 * DAY).isoformat(),
-         "data": {"category": "marketing", "amount": 300}},
-        {"id": "spend_2", "source": "ads", "type": "spend.recorded", "occurred_at": (T - 2 * DAY).isoformat(),
-         "data": {"category": "sales", "amount": 100}},
-        {"id": "spend_3", "source": "ads", "type": "spend.recorded", "occurred_at": (T - 2 * DAY).isoformat(),
-         "data": {"category": "retention", "amount": 50}},
-        {"id": "won_1", "source": "crm", "type": "deal.won", "occurred_at": (T - 1 * DAY).isoformat(),
-         "data": {"deal_id": "deal_b", "customer_id": "cus_b"}},
-    ]
-    engine = run([started("sub_a", "cus_a", T - 40 * DAY, 100), *spend])
+    engine = run([
+        started("sub_a", "cus_a", T - 40 * DAY, 100),
+        event("spend.recorded", T - 3 * DAY, category="marketing", amount=300),
+        event("spend.recorded", T - 2 * DAY, category="sales", amount=100),
+        event("spend.recorded", T - 2 * DAY, category="retention", amount=50),
+        event("deal.won", T - 1 * DAY, deal_id="deal_b", customer_id="cus_b"),  # acquires cus_b
+    ])
     assert kpis(engine, "30d") == {
         "new_customers": 1, "cac": 400.0, "mrr": 100.0, "active_customers": 1, "arpu": 100.0,
         "churn_rate": 0.0, "retention_rate": 1.0, "revenue_churn_rate": 0.0,
