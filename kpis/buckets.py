@@ -161,12 +161,24 @@ class BucketStore:
         self._merge_range(total, kind, bucket_range(lower_ms, at_ms, resolution))
         return total
 
-    def cumulative_sums(self, at_ms: int) -> dict[SumKey, int]:
-        """Cumulative fields summed over all event time up to `at` (point-in-time values)."""
+    def cumulative_sums(self, at_ms: int, now_ms: int) -> dict[SumKey, int]:
+        """Cumulative fields summed over all event time up to `at` (point-in-time values).
+
+        Whole hours come from hour buckets; the part of `at`'s own hour from minute buckets
+        while they are kept, so the error stays under a minute for recent `at`.
+        """
         total = dict(self.base.values)
-        last = (at_ms - 1) // HOUR_MS
+        hour_start = at_ms // HOUR_MS * HOUR_MS
+        minutes_kept = hour_start >= now_ms - MINUTE_RETENTION_MS + HOUR_MS
+        split = hour_start if minutes_kept and hour_start < at_ms else at_ms
+        last = (split - 1) // HOUR_MS
         if self.hours:
             self._merge_range(total, "c", range(min(min(self.hours), last + 1), last + 1))
+        if split < at_ms:
+            cumulative = self.cumulative_fields
+            for index in _present(self.minutes, range(split // MINUTE_MS, (at_ms - 1) // MINUTE_MS + 1)):
+                merge_into(total, {k: v for k, v in self.minutes[index].values.items()
+                                   if k[1] in cumulative})
         return total
 
     def prune(self, now_ms: int) -> None:

@@ -200,7 +200,7 @@ class PartitionState:
         totals = self.buckets.window_sums(lower, at_ms, now_ms, window in FINE_WINDOWS)
         if self.buckets.cumulative_fields:
             for suffix, moment in (("@at", at_ms), ("@start", lower)):
-                for (tenant, name, dim, seg), value in self.buckets.cumulative_sums(moment).items():
+                for (tenant, name, dim, seg), value in self.buckets.cumulative_sums(moment, now_ms).items():
                     key = (tenant, name + suffix, dim, seg)
                     totals[key] = totals.get(key, 0) + value
         return _own_window_fields(totals, window, self.buckets.cumulative_fields)
