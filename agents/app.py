@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 
 from agents.exporters.api import kpis_response, problem, status_response
 from agents.exporters.cluster import Partials, WorkerRegistry, gather
@@ -76,6 +77,7 @@ class Worker:
         self.settings = settings
         self.port = free_port_from(settings.worker_port, settings.bind)
         self.worker_id = uuid.uuid4().hex[:12]
+        self.recovered = False
         datadir = Path(settings.home) / "worker"
         datadir.mkdir(parents=True, exist_ok=True)
         self.topics = topics = settings.topics
@@ -108,7 +110,7 @@ class Worker:
                                      customer_applier)
         self.config = config
         url = f"http://{settings.reachable_host}:{self.port}"
-        self.registry = WorkerRegistry(services.redis_url, self.worker_id, url)
+        self.registry = WorkerRegistry(services.redis_url, self.worker_id, url, topics.namespace)
         self.metrics = CollectorRegistry()
         self.metrics.register(KpiCollector(
             self.window_totals, self.counters, wall_ms, self.lag,
@@ -125,13 +127,13 @@ class Worker:
         table = self.app.Table(table_name, key_type=bytes, value_type=bytes, partitions=partitions)
         families = tuple(f for f in FAMILIES if f.stage == stage)
         keeper = StateKeeper(table, families, self.settings.kpi_config)
-        return Stage(topic, table, keeper, applier(keeper, partitions))
+        return Stage(topic, table, keeper, applier(keeper, partitions, topic_name))
 
     # -- ownership and reading ---------------------------------------------------------------
 
     def owned(self, topic: str | None = None) -> list[int]:
         """Partitions of `topic` this worker owns and has recovered (empty while rebalancing)."""
-        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+        if self.app.rebalancing or not self.recovered:
             return []
         wanted = topic or self.topics.events
         return sorted(tp.partition for tp in self.app.assignor.assigned_actives()
@@ -217,7 +219,23 @@ class Worker:
 
         @app.timer(2.0)
         async def heartbeat() -> None:
-            await self.registry.heartbeat()
+            try:
+                await self.registry.heartbeat()
+            except RedisError as exc:  # keep aggregating; the API answers 503 meanwhile
+                log.warning("worker registry heartbeat failed: %s", exc)
+
+        # Readers (API, metrics) load a partition's state from its table on first use, so they
+        # wait for the recovery of each new assignment; Faust holds the agents until then.
+        @app.on_rebalance_complete.connect
+        async def on_recovered(app: faust.App, **_: Any) -> None:
+            self.recovered = True
+
+        @app.on_before_shutdown.connect
+        async def leave_registry(app: faust.App, **_: Any) -> None:
+            try:
+                await self.registry.leave()
+            except RedisError as exc:
+                log.warning("could not leave the worker registry: %s", exc)
 
         @app.timer(INSIGHTS_SECONDS)
         async def insights() -> None:
@@ -230,11 +248,17 @@ class Worker:
             except Exception:
                 log.exception("refreshing forecasts and anomaly scores failed")
 
-        @app.on_partitions_revoked.connect
-        async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        # Every rebalance revokes all partitions and then assigns the new set. Faust resumes
+        # the changelog of a partition it keeps where it stopped, so the state of kept
+        # partitions must survive; only partitions assigned elsewhere are forgotten (a
+        # partition that comes back is recovered from the changelog's start).
+        @app.on_partitions_assigned.connect
+        async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
+            self.recovered = False  # until the tables of the new assignment are recovered
             for stage in (self.events, self.customers):
-                stage.keeper.forget(tp.partition for tp in revoked
-                                    if tp.topic == stage.topic.get_topic_name())
+                topic = stage.topic.get_topic_name()
+                kept = {tp.partition for tp in assigned if tp.topic == topic}
+                stage.keeper.forget(p for p in list(stage.keeper.states) if p not in kept)
 
         @app.page("/api/kpis")
         async def api_kpis(view: Any, request: web.Request) -> web.Response:

@@ -17,6 +17,8 @@ from streams.events import Event, InvalidEvent, parse_event
 from streams.internal import decode_internal
 from streams.topics import partition_for, routing_key
 
+log = logging.getLogger("crm-kpi.ingest")
+
 # Validates one decoded event (raising InvalidEvent) at the given engine time.
 Parser = Callable[[Any, int], Event]
 # The partition where a decoded event's state lives.
@@ -47,8 +49,9 @@ class RecordOutcome:
 class RecordApplier:
     """Decodes, validates and applies the events of a record to the partition's state."""
 
-    def __init__(self, keeper: StateKeeper, parse: Parser, home: Router) -> None:
+    def __init__(self, keeper: StateKeeper, parse: Parser, home: Router, topic: str) -> None:
         self.keeper = keeper
+        self.topic = topic
         self.parse = parse
         self.home = home
         self.last_applied_ms = 0
@@ -59,7 +62,8 @@ class RecordApplier:
         outcome = RecordOutcome()
         self.next_offsets[partition] = offset + 1
         state = self.keeper.state(partition)
-        provenance = [("partition", str(partition).encode()), ("offset", str(offset).encode())]
+        provenance = [("topic", self.topic.encode()), ("partition", str(partition).encode()),
+                      ("offset", str(offset).encode())]
         try:
             raws = decode_record(value)
         except UndecodableRecord as exc:
@@ -70,31 +74,46 @@ class RecordApplier:
             pos = position(offset, index)
             try:
                 event = self.parse(raw, now_ms)
+                home = self.home(raw)
+                if home != partition:
+                    outcome.forwards.append((home, raw))
+                    continue
+                state.apply(event, pos, now_ms)
             except InvalidEvent as exc:
                 state.reject(pos)
                 reason = [("reason", str(exc).encode()), ("field", exc.field.encode())]
-                outcome.dead_letters.append((orjson.dumps(raw), [*reason, *provenance]))
+                outcome.dead_letters.append((_dumps(raw), [*reason, *provenance]))
                 continue
-            home = self.home(raw)
-            if home != partition:
-                outcome.forwards.append((home, raw))
+            except Exception as exc:  # a poison event must not stop the stream
+                log.exception("event %s of record %s/%s failed; dead-lettered", index, partition, offset)
+                state.reject(pos)
+                reason = [("reason", f"handler exception: {type(exc).__name__}: {exc}"[:500].encode())]
+                outcome.dead_letters.append((_dumps(raw), [*reason, *provenance]))
                 continue
-            state.apply(event, pos, now_ms)
             self.last_applied_ms = now_ms
         return outcome
 
 
-def canonical_applier(keeper: StateKeeper, partitions: int) -> RecordApplier:
+def _dumps(raw: Any) -> bytes:
+    """A dead letter's value: the event as JSON, or its text when it cannot be encoded."""
+    try:
+        return orjson.dumps(raw)
+    except TypeError:
+        return repr(raw).encode()
+
+
+def canonical_applier(keeper: StateKeeper, partitions: int, topic: str) -> RecordApplier:
     """The applier of the canonical events topic."""
     currencies = keeper.config.known_currencies
+    tenants = keeper.config.known_tenants
 
     def parse(raw: Any, now_ms: int) -> Event:
-        return parse_event(raw, now_ms=now_ms, known_currencies=currencies)
+        return parse_event(raw, now_ms=now_ms, known_currencies=currencies, known_tenants=tenants)
 
-    return RecordApplier(keeper, parse, lambda raw: partition_for(routing_key(raw), partitions))
+    return RecordApplier(keeper, parse, lambda raw: partition_for(routing_key(raw), partitions), topic)
 
 
-def customer_applier(keeper: StateKeeper, partitions: int) -> RecordApplier:
+def customer_applier(keeper: StateKeeper, partitions: int, topic: str) -> RecordApplier:
     """The applier of the internal customer topic."""
 
     def parse(raw: Any, now_ms: int) -> Event:
@@ -106,4 +125,4 @@ def customer_applier(keeper: StateKeeper, partitions: int) -> RecordApplier:
     def home(raw: Any) -> int:
         return partition_for(str(raw[3]["customer_id"]).encode(), partitions)
 
-    return RecordApplier(keeper, parse, home)
+    return RecordApplier(keeper, parse, home, topic)

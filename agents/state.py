@@ -63,7 +63,7 @@ class StateKeeper:
         self.flush(list(self.states))
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Drop revoked partitions: their new owner rebuilds them from the changelog."""
+        """Drop partitions assigned elsewhere: their new owner rebuilds them from the changelog."""
         for partition in partitions:
             if self.states.pop(partition, None) is not None:
                 prefix = f"{partition}|".encode()

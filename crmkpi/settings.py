@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     segments_region: str = ",".join(DEFAULT_SEGMENTS["region"])
     segments_priority: str = ",".join(DEFAULT_SEGMENTS["priority"])
     segments_plan: str = ",".join(DEFAULT_SEGMENTS["plan"])
+    # Tenants accepted; they become metric labels, so the list keeps label values bounded.
+    tenants: str = "default"
     api_token: SecretStr | None = None
     public_url: str | None = None
     dedup_ttl: str = "7d"
@@ -109,6 +111,7 @@ class Settings(BaseSettings):
                 "priority": parse_segment_list(self.segments_priority),
                 "plan": parse_segment_list(self.segments_plan),
             },
+            tenants=tuple(t.strip() for t in self.tenants.split(",") if t.strip()),
         )
 
     @property

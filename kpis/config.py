@@ -23,11 +23,17 @@ class KpiConfig:
     fx_rates: dict[str, Decimal] = field(default_factory=dict)
     gross_margin: Decimal = Decimal("1.0")
     segments: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SEGMENTS))
+    tenants: tuple[str, ...] = ()  # empty: any tenant (tenants become metric labels)
 
     @property
     def zone(self) -> ZoneInfo:
         """The time zone of calendar windows."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def known_tenants(self) -> frozenset[str] | None:
+        """The tenants events may name, or None when any is accepted."""
+        return frozenset(self.tenants) if self.tenants else None
 
     @property
     def known_currencies(self) -> frozenset[str]:

@@ -124,11 +124,6 @@ def _money(name: str, *, required: bool) -> DataCheck:
                 raise InvalidEvent(f"data.{name}", "is required")
             return
         _number(data[name], f"data.{name}")
-        currency = data.get("currency")
-        if currency is not None and (
-            not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha()
-        ):
-            raise InvalidEvent("data.currency", "must be an ISO 4217 code such as EUR")
 
     return check
 
@@ -246,18 +241,19 @@ def parse_event(
     *,
     now_ms: int | None = None,
     known_currencies: frozenset[str] | None = None,
+    known_tenants: frozenset[str] | None = None,
 ) -> Event:
     """Validate one canonical event envelope and return it as an `Event`.
 
     `now_ms` enables the "at most 5 minutes in the future" rule; `known_currencies` (upper case)
-    enables the unknown-currency rule. Raises `InvalidEvent` naming the first bad field.
+    enables the unknown-currency rule, `known_tenants` the tenant allow-list. Raises `InvalidEvent` naming the first bad field.
     """
     if not isinstance(raw, Mapping):
         raise InvalidEvent("event", "must be a JSON object")
     event_id = _identifier(raw, "id", "id")
     source = _identifier(raw, "source", "source")
     event_type = raw.get("type")
-    if event_type not in CHECKS:
+    if not isinstance(event_type, str) or event_type not in CHECKS:
         raise InvalidEvent("type", f"unknown event type {str(event_type)[:64]!r}")
     time_ms = parse_time_ms(raw.get("occurred_at"))
     if now_ms is not None and time_ms > now_ms + MAX_FUTURE_MS:
@@ -265,12 +261,17 @@ def parse_event(
     tenant = raw.get("tenant", "default")
     if not isinstance(tenant, str) or not tenant or len(tenant) > 64:
         raise InvalidEvent("tenant", "must be a string of 1-64 characters")
+    if known_tenants is not None and tenant not in known_tenants:
+        raise InvalidEvent("tenant", f"tenant {tenant!r} is not in CRMKPI_TENANTS")
     data = raw.get("data")
     if not isinstance(data, Mapping):
         raise InvalidEvent("data", "must be a JSON object")
     for check in CHECKS[event_type]:
         check(data)
     currency = data.get("currency")
-    if known_currencies is not None and currency is not None and currency.upper() not in known_currencies:
-        raise InvalidEvent("data.currency", f"unknown currency {currency!r}: set CRMKPI_FX_RATES")
+    if currency is not None:
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+            raise InvalidEvent("data.currency", "must be an ISO 4217 code such as EUR")
+        if known_currencies is not None and currency.upper() not in known_currencies:
+            raise InvalidEvent("data.currency", f"unknown currency {currency!r}: set CRMKPI_FX_RATES")
     return Event(event_id, source, event_type, time_ms, tenant, data)

@@ -17,11 +17,12 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from kpis.buckets import SumKey, merge_into
 from kpis.insights.series import Columns, merge_columns
 
-REGISTRY_KEY = "crm-kpi:workers"
+REGISTRY_KEY = "{namespace}:workers"  # one registry per deployment sharing a Redis
 HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 10.0
 
@@ -96,7 +97,8 @@ class Partials:
 class WorkerRegistry:
     """Live workers and their URLs, kept in a Redis hash with heartbeats."""
 
-    def __init__(self, redis_url: str, worker_id: str, url: str) -> None:
+    def __init__(self, redis_url: str, worker_id: str, url: str, namespace: str) -> None:
+        self.key = REGISTRY_KEY.format(namespace=namespace)
         self.redis = aioredis.from_url(redis_url)
         self.worker_id = worker_id
         self.url = url
@@ -104,16 +106,16 @@ class WorkerRegistry:
     async def heartbeat(self) -> None:
         """Announce this worker (called every HEARTBEAT_SECONDS)."""
         entry = orjson.dumps({"url": self.url, "seen": time.time()})
-        await self.redis.hset(REGISTRY_KEY, self.worker_id, entry)
+        await self.redis.hset(self.key, self.worker_id, entry)
 
     async def leave(self) -> None:
         """Remove this worker from the registry."""
-        await self.redis.hdel(REGISTRY_KEY, self.worker_id)
+        await self.redis.hdel(self.key, self.worker_id)
         await self.redis.aclose()
 
     async def peers(self) -> dict[str, str]:
         """Worker id → URL of every worker seen recently."""
-        entries = await self.redis.hgetall(REGISTRY_KEY)
+        entries = await self.redis.hgetall(self.key)
         now = time.time()
         live = {}
         for worker_id, raw in entries.items():
@@ -140,7 +142,11 @@ async def gather(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         for attempt in range(attempts):
             merged = Partials()
-            for worker_id, url in (await registry.peers()).items():
+            try:
+                peers = await registry.peers()
+            except RedisError as exc:
+                raise ClusterIncomplete(f"the worker registry (Redis) is unreachable: {exc}") from None
+            for worker_id, url in peers.items():
                 if worker_id == registry.worker_id:
                     merged.absorb(await local(query))
                     continue

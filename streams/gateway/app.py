@@ -230,11 +230,12 @@ class Gateway:
     ) -> list[tuple[str, Mapping[str, Any]]]:
         """Each event's dedup identity, after checking it against the contract (else 422)."""
         now_ms = int(delivery.received_at * 1000)
-        known = self.settings.kpi_config.known_currencies
+        config = self.settings.kpi_config
         events: list[tuple[str, Mapping[str, Any]]] = []
         for index, raw in enumerate(raws):
             try:
-                event = parse_event(raw, now_ms=now_ms, known_currencies=known)
+                event = parse_event(raw, now_ms=now_ms, known_currencies=config.known_currencies,
+                                    known_tenants=config.known_tenants)
             except InvalidEvent as error:
                 raise await self.refuse(provider, delivery, error, index) from None
             events.append((event.uid, raw))

@@ -61,7 +61,7 @@ class Stage:
         families = tuple(f for f in FAMILIES if f.stage == kind)
         self.keeper = StateKeeper(table, families, config)
         make = canonical_applier if kind == "events" else customer_applier
-        self.applier = make(self.keeper, partitions)
+        self.applier = make(self.keeper, partitions, f"crm-kpi.{kind}")
 
 
 class PureEngine:

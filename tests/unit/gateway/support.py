@@ -51,9 +51,10 @@ SAMPLES = {
 
 
 def gateway_settings(**overrides: Any) -> Settings:
-    """Settings with every endpoint enabled with SECRETS, EUR and GBP known."""
+    """Settings with every endpoint enabled with SECRETS, EUR and GBP known, two tenants."""
     secrets = {PROVIDERS[name].secret_field: secret for name, secret in SECRETS.items()}
-    values: dict[str, Any] = {"fx_rates": "EUR=1.08,GBP=1.27", **secrets, **overrides}
+    values: dict[str, Any] = {"fx_rates": "EUR=1.08,GBP=1.27", "tenants": "default,acme",
+                              **secrets, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -1,0 +1,1 @@
+"""Fault-injection scenarios against Apache Kafka (docs/reliability.md)."""

@@ -1,0 +1,1 @@
+"""Security checks of the gateway and the worker API (docs/reliability.md)."""
