@@ -1,8 +1,9 @@
-"""Checks of the Grafana provisioning and of the generated dashboards.
+"""Checks of the Grafana provisioning, the generated dashboards and their PNG previews.
 
 The dashboards must match their generator (grafana/build_dashboards.py), keep stable uids,
 use the provisioned data source, and query only recording rules of prometheus/rules/ or
 metrics the engine exports, in PromQL that parses (checked with promtool when installed).
+tests/integration/test_observability_e2e.py runs every query against a live Prometheus.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -28,15 +30,42 @@ DASHBOARD_DIR = GRAFANA / "dashboards"
 UIDS = {
     "crm-kpi-executive.json": "crm-kpi-executive",
     "crm-kpi-funnel.json": "crm-kpi-funnel",
+    "crm-kpi-revenue.json": "crm-kpi-revenue",
+    "crm-kpi-support.json": "crm-kpi-support",
+    "crm-kpi-adoption.json": "crm-kpi-adoption",
     "crm-kpi-engine.json": "crm-kpi-engine",
 }
+# The template variables of each board, and the dimensions its `by` offers.
+VARIABLES = {
+    "crm-kpi-executive.json": (["tenant", "window", "by", "segment"], ["channel", "region"]),
+    "crm-kpi-funnel.json": (["tenant", "window", "by", "segment"], ["channel", "region"]),
+    "crm-kpi-revenue.json": (["tenant", "window", "by", "segment"], ["plan", "region"]),
+    "crm-kpi-support.json": (["tenant", "window", "by", "segment"], ["priority", "channel"]),
+    "crm-kpi-adoption.json": (["tenant", "window"], []),
+    "crm-kpi-engine.json": ([], []),
+}
 
-# What the engine exports (the contract with agents/exporters and the gateway). Series of a
-# histogram are listed with their suffixes.
+# What the engine exports (the contract with agents/exporters and the gateway), checked
+# against the pure engine below. Series of a histogram are listed with their suffixes.
 KPI_FIELDS = (
+    # sales
     "leads_created", "leads_converted", "leads_engaged", "visits", "deals_won", "deals_lost",
     "deals_won_with_amount", "won_revenue", "sales_cycle_seconds_sum", "sales_cycle_deals",
     "spend_marketing", "spend_sales", "spend_retention", "spend_crm",
+    # support
+    "tickets_created", "first_responses", "first_response_seconds_bucket",
+    "first_response_seconds_sum", "first_response_seconds_count", "resolution_seconds_sum",
+    "resolutions", "open_tickets", "open_tickets_at_start",
+    # surveys
+    "nps_promoters", "nps_passives", "nps_detractors", "csat_satisfied", "csat_unsatisfied",
+    "ces_responses", "ces_score_sum",
+    # subscriptions and customers
+    "new_customers", "mrr", "mrr_at_start", "mrr_churned", "active_customers",
+    "active_customers_at_start", "churned_customers", "renewals", "cancellations",
+    # commerce
+    "orders", "order_amount", "buyers", "repeat_buyers", "carts_created", "carts_checked_out",
+    # adoption
+    "active_users", "records_created", "routine_tasks", "routine_task_seconds_sum",
 )
 EXPORTED_METRICS = {f"crm_kpi_{field}" for field in KPI_FIELDS} | {
     "crm_events_processed_total",
@@ -55,22 +84,24 @@ EXPORTED_METRICS = {f"crm_kpi_{field}" for field in KPI_FIELDS} | {
 PROMETHEUS_BUILTINS = {"up", "ALERTS"}
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
 # Values put in place of template variables to get plain PromQL.
-SAMPLE_VALUES = {"tenant": "default", "window": "30d", "channel": ".+",
+SAMPLE_VALUES = {"tenant": "default", "window": "30d", "by": "channel", "segment": ".+",
                  "__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
 
 PROMQL_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
                    "group_right", "offset", "bool", "inf", "nan"}
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
+def load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
-GENERATOR = load_generator()
+GENERATOR = load(GRAFANA / "build_dashboards.py", "test_grafana_build_dashboards")
+PREVIEWS = load(GRAFANA / "render_previews.py", "test_grafana_render_previews")
 DASHBOARDS: dict[str, dict[str, Any]] = {
     path.name: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))
 }
@@ -192,14 +223,21 @@ def test_panel_ids_are_unique_and_panels_fit_the_grid(name: str) -> None:
         assert grid["x"] + grid["w"] <= 24, panel["title"]
 
 
-def test_kpi_dashboards_have_tenant_window_and_channel_variables() -> None:
-    def variables(name: str) -> list[str]:
-        return [v["name"] for v in DASHBOARDS[name]["templating"]["list"]]
-
-    assert variables("crm-kpi-executive.json") == ["tenant", "window"]
-    assert variables("crm-kpi-funnel.json") == ["tenant", "window", "channel"]
-    window = DASHBOARDS["crm-kpi-funnel.json"]["templating"]["list"][1]
-    assert window["query"].split(",") == ["1h", "24h", "7d", "30d", "mtd"]
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_kpi_dashboards_have_tenant_window_and_segment_variables(name: str) -> None:
+    variables = {v["name"]: v for v in DASHBOARDS[name]["templating"]["list"]}
+    names, dimensions = VARIABLES[name]
+    assert list(variables) == names
+    if "window" in variables:
+        assert variables["window"]["query"].split(",") == ["1h", "24h", "7d", "30d", "mtd"]
+        assert variables["window"]["current"]["value"] == "30d"
+    if "by" in variables:
+        assert variables["by"]["query"].split(",") == dimensions
+        assert variables["by"]["current"]["value"] == dimensions[0]
+        assert set(dimensions) <= {"channel", "region", "priority", "plan"}
+        segment = variables["segment"]
+        assert segment["multi"] and segment["includeAll"] and segment["allValue"] == ".+"
+        assert 'by="$by"' in segment["definition"] and 'tenant="$tenant"' in segment["definition"]
 
 
 def test_expressions_only_use_defined_variables() -> None:
@@ -240,6 +278,108 @@ def test_variable_queries_select_known_series() -> None:
         assert names <= KNOWN_SERIES, (name, variable, names - KNOWN_SERIES)
         for regex in regexes:
             assert any(re.fullmatch(regex, known) for known in KNOWN_SERIES), (name, regex)
+
+
+def test_every_catalogue_kpi_is_on_a_dashboard() -> None:
+    from kpis.catalogue import CATALOGUE
+
+    queried = " ".join(expr for _, _, expr in expressions())
+    missing = [kpi.id for kpi in CATALOGUE
+               if not re.search(re.escape(GENERATOR.KPI_RULES[kpi.id]) + r"\{", queried)]
+    assert not missing, f"KPIs on no dashboard: {missing}"
+
+
+def test_targets_colour_their_stats() -> None:
+    from kpis.catalogue import BY_ID
+
+    assert set(GENERATOR.TARGETS) <= set(BY_ID)
+    stats = [panel for panel in panels(DASHBOARDS["crm-kpi-executive.json"])
+             if panel["type"] == "stat" and panel["options"]["colorMode"] == "value"]
+    assert len(stats) >= 6, "the executive overview shows its headline KPIs against targets"
+    for panel in stats:
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert [step["color"] for step in steps] in (["red", "orange", "green"],
+                                                    ["green", "orange", "red"]), panel["title"]
+    slo = GENERATOR.RULES.THRESHOLDS["FirstResponseTimeHigh"]["slo_seconds"]
+    assert GENERATOR.TARGETS["first_response_seconds_p90"].bad == slo
+
+
+def test_window_bound_targets_only_colour_their_window() -> None:
+    for name, dashboard in DASHBOARDS.items():
+        for panel in panels(dashboard):
+            if panel["type"] != "stat" or panel["options"]["colorMode"] != "value":
+                continue
+            expr = panel["targets"][0]["expr"]
+            for kpi_id, target in GENERATOR.TARGETS.items():
+                if target.window and GENERATOR.KPI_RULES[kpi_id] + "{" in expr:
+                    assert f'window="{target.window}"' in expr, (name, panel["title"])
+
+
+def test_exported_metrics_are_what_the_engine_exports() -> None:
+    """The contract above against a pure engine fed a history of every family."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from agents.exporters.fields import histogram_name, histogram_part, metric_for
+    from kpis.config import KpiConfig
+    from kpis.timebase import HOUR_MS, WINDOWS
+    from tests.oracle.history import FX_RATES, generate_history
+    from tests.support.pure_engine import PureEngine
+
+    at_ms = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp() * 1000) // HOUR_MS * HOUR_MS
+    events = generate_history(7, end=datetime.fromtimestamp(at_ms / 1000, tz=UTC), n_events=3000)
+    engine = PureEngine(KpiConfig(fx_rates={k: Decimal(v) for k, v in FX_RATES.items()}))
+    engine.publish(events)
+    engine.run(at_ms)
+    exported = set()
+    for window in WINDOWS:
+        for (_, field, _, _) in engine.totals(window, at_ms, at_ms):
+            part = histogram_part(field)
+            if part is not None:
+                base = histogram_name(part[0])
+                exported |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+            elif (metric := metric_for(field)) is not None:
+                exported.add(metric[0])
+    assert exported == {f"crm_kpi_{field}" for field in KPI_FIELDS}
+
+
+class StubPrometheus:
+    """Answers every query with one series per segment, for rendering without a server."""
+
+    at = 1_795_000_000.0
+
+    def instant(self, expr: str) -> list[object]:
+        if "by=" in expr and 'by="none"' not in expr:
+            return [PREVIEWS.Series({"segment": s}, [(self.at, v)]) for s, v in
+                    (("web", 0.4), ("ads", 0.25), ("email", 0.31))]
+        return [PREVIEWS.Series({}, [(self.at, 0.42)])]
+
+    def range(self, expr: str, seconds: float) -> list[object]:
+        points = [(self.at - seconds + 60 * i, 0.3 + 0.01 * i) for i in range(int(seconds // 60))]
+        return [PREVIEWS.Series({"segment": "web"}, points)]
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_previews_render(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="previews need matplotlib (the dev extra)")
+    out = PREVIEWS.render_dashboard(DASHBOARDS[name], StubPrometheus(), tmp_path / "board.png",
+                                    tenant="default", window="30d", seconds=1800)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_preview_number_formats() -> None:
+    assert PREVIEWS.fmt(0.456, "percentunit", 1) == "45.6%"
+    assert PREVIEWS.fmt(52.0, "percent", 0) == "52%"
+    assert PREVIEWS.fmt(7200, "s") == "2.0 h"
+    assert PREVIEWS.fmt(226829.79, "short", 0) == "226.8k"
+    assert PREVIEWS.fmt(131, "short", 0) == "131"
+    assert PREVIEWS.axis_scale("s", [30, 5400]) == (1 / 3600, "hours")
+
+
+def test_committed_previews_exist() -> None:
+    """docs/dashboards/ holds a preview of every board (python grafana/render_previews.py)."""
+    previews = ROOT / "docs" / "dashboards"
+    assert {p.stem for p in previews.glob("*.png")} == set(UIDS.values())
 
 
 def test_expressions_parse_as_promql(tmp_path: Path) -> None:
