@@ -16,7 +16,8 @@ BROKER_KINDS = ["kafka", "tansu"]
 def pytest_configure(config: pytest.Config) -> None:
     """Register the suite's markers."""
     config.addinivalue_line("markers", "integration: needs real services (Kafka, Redis, ...)")
-    config.addinivalue_line("markers", "slow: heavy fault/soak runs; CI runs -m 'not slow'")
+    config.addinivalue_line("markers", "slow: heavy fault runs (in CI)")
+    config.addinivalue_line("markers", "soak: hour-long soak runs (not in CI)")
 
 
 @pytest.fixture(scope="session")
