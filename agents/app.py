@@ -7,10 +7,10 @@ import logging
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -42,6 +42,7 @@ from streams.internal import encode_internal
 from streams.topics import partition_for
 
 log = logging.getLogger("crm-kpi.worker")
+Answer = Callable[[web.Request], Awaitable[web.Response]]
 PRUNE_SECONDS = 60.0
 # How long a batch may wait to fill: bigger batches write fewer changelog records per event
 # (one per changed key per batch), at the cost of at most this much latency.
@@ -161,7 +162,7 @@ class Worker:
                 tp = faust.types.TP(topic, partition)
                 # Faust keeps the committed offset (the next record to read); until this
                 # worker consumes again, nothing from it on has been applied here.
-                committed = consumer._committed_offset.get(tp) or 0
+                committed = cast(Any, consumer)._committed_offset.get(tp) or 0
                 consumed = max(stage.applier.next_offsets.get(partition, 0), committed)
                 lags[(topic, partition)] = max((consumer.highwater(tp) or 0) - consumed, 0)
         return lags
@@ -226,11 +227,11 @@ class Worker:
 
         # Readers (API, metrics) load a partition's state from its table on first use, so they
         # wait for the recovery of each new assignment; Faust holds the agents until then.
-        @app.on_rebalance_complete.connect
+        @cast(Any, app.on_rebalance_complete).connect
         async def on_recovered(app: faust.App, **_: Any) -> None:
             self.recovered = True
 
-        @app.on_before_shutdown.connect
+        @cast(Any, app.on_before_shutdown).connect
         async def leave_registry(app: faust.App, **_: Any) -> None:
             try:
                 await self.registry.leave()
@@ -252,7 +253,7 @@ class Worker:
         # the changelog of a partition it keeps where it stopped, so the state of kept
         # partitions must survive; only partitions assigned elsewhere are forgotten (a
         # partition that comes back is recovered from the changelog's start).
-        @app.on_partitions_assigned.connect
+        @cast(Any, app.on_partitions_assigned).connect
         async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
             self.recovered = False  # until the tables of the new assignment are recovered
             for stage in (self.events, self.customers):
@@ -260,41 +261,49 @@ class Worker:
                 kept = {tp.partition for tp in assigned if tp.topic == topic}
                 stage.keeper.forget(p for p in list(stage.keeper.states) if p not in kept)
 
-        @app.page("/api/kpis")
-        async def api_kpis(view: Any, request: web.Request) -> web.Response:
-            return await self._guarded(request, lambda: kpis_response(
-                request.query, wall_ms(), self.global_partials, self.config, self.settings.targets))
+        now = wall_ms
+        partials = self.global_partials
+        api: dict[str, Answer] = {
+            "/api/kpis": lambda r: kpis_response(r.query, now(), partials, self.config,
+                                                 self.settings.targets),
+            "/api/forecast": lambda r: forecast_response(r.query, now(), partials),
+            "/api/customers/at-risk": lambda r: at_risk_response(r.query, now(), partials),
+            "/api/status": lambda r: status_response(partials, now()),
+            "/internal/partials": self._partials_response,
+        }
+        for path, answer in api.items():
+            self._serve(path, answer, token_required=True)
+        self._serve("/metrics", self._metrics_response, token_required=False)
+        self._serve("/healthz", self._health_response, token_required=False)
 
-        @app.page("/api/forecast")
-        async def api_forecast(view: Any, request: web.Request) -> web.Response:
-            return await self._guarded(request, lambda: forecast_response(
-                request.query, wall_ms(), self.global_partials))
+    def _serve(self, path: str, answer: Answer, *, token_required: bool) -> None:
+        """Answer GET `path` on Faust's web server, behind the bearer token if required."""
 
-        @app.page("/api/customers/at-risk")
-        async def api_at_risk(view: Any, request: web.Request) -> web.Response:
-            return await self._guarded(request, lambda: at_risk_response(
-                request.query, wall_ms(), self.global_partials))
+        async def view(_: Any, request: web.Request) -> web.Response:
+            if token_required and not self._authorized(request):
+                return problem(401, "Unauthorized", "a valid bearer token is required")
+            return await answer(request)
 
-        @app.page("/api/status")
-        async def api_status(view: Any, request: web.Request) -> web.Response:
-            return await self._guarded(request, lambda: status_response(
-                self.global_partials, wall_ms()))
+        self.app.page(path)(cast(Any, view))
 
-        @app.page("/internal/partials")
-        async def internal_partials(view: Any, request: web.Request) -> web.Response:
-            async def answer() -> web.Response:
-                partials = await self.local_partials(request.query)
-                return web.Response(body=partials.to_json(), content_type="application/json")
-            return await self._guarded(request, answer)
+    def _authorized(self, request: web.Request) -> bool:
+        """Whether the request carries the configured bearer token (always, when none is set)."""
+        token = self.settings.api_token
+        if token is None:
+            return True
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode())
 
-        @app.page("/metrics")
-        async def metrics(view: Any, request: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(self.metrics),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def _partials_response(self, request: web.Request) -> web.Response:
+        partials = await self.local_partials(request.query)
+        return web.Response(body=partials.to_json(), content_type="application/json")
 
-        @app.page("/healthz")
-        async def healthz(view: Any, request: web.Request) -> web.Response:
-            return web.json_response({"status": "ok", "worker": self.worker_id})
+    async def _metrics_response(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health_response(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "worker": self.worker_id})
 
     async def _process(self, stage: Stage, batch: list[Any]) -> None:
         """Apply a batch, send what it produced, then write the changed state.
@@ -326,14 +335,3 @@ class Worker:
                 by_partition[target].append(encode_internal(tenant, event_type, time_ms, data))
         return [await self.customers.topic.send(value=record, partition=target)
                 for target, values in by_partition.items() for record in encode_batches(values)]
-
-    async def _guarded(self, request: web.Request, answer: Any) -> web.Response:
-        """Require the bearer token when one is configured."""
-        token = self.settings.api_token
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return problem(401, "Unauthorized", "a valid bearer token is required")
-        response: web.Response = await answer()
-        return response

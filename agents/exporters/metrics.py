@@ -74,8 +74,8 @@ class KpiCollector(Collector):
             family = families[name] = GaugeMetricFamily(
                 name, f"KPI input {name.removeprefix('crm_kpi_')} per window", labels=LABELS
             )
-            for labels, value in rows:
-                family.add_metric(labels, value)
+            for labels, sample in rows:
+                family.add_metric(labels, sample)
         yield from families.values()
         yield from self._engine_families()
 
