@@ -246,7 +246,8 @@ def parse_event(
     """Validate one canonical event envelope and return it as an `Event`.
 
     `now_ms` enables the "at most 5 minutes in the future" rule; `known_currencies` (upper case)
-    enables the unknown-currency rule, `known_tenants` the tenant allow-list. Raises `InvalidEvent` naming the first bad field.
+    enables the unknown-currency rule, `known_tenants` the tenant allow-list. Raises
+    `InvalidEvent` naming the first bad field.
     """
     if not isinstance(raw, Mapping):
         raise InvalidEvent("event", "must be a JSON object")
