@@ -273,7 +273,8 @@ class Worker:
         }
         for path, answer in api.items():
             self._serve(path, answer, token_required=True)
-        self._serve("/metrics", self._metrics_response, token_required=False)
+        self._serve("/metrics", self._metrics_response,
+                    token_required=self.settings.metrics_token_required)
         self._serve("/healthz", self._health_response, token_required=False)
 
     def _serve(self, path: str, answer: Answer, *, token_required: bool) -> None:

@@ -91,6 +91,9 @@ def run_worker(args: argparse.Namespace) -> int:
     if not settings.loopback_only and settings.api_token is None:
         console.print("[red]error:[/red] CRMKPI_API_TOKEN is required when CRMKPI_BIND is not loopback")
         return 2
+    if settings.metrics_token_required and settings.api_token is None:
+        console.print("[red]error:[/red] CRMKPI_METRICS_TOKEN_REQUIRED needs CRMKPI_API_TOKEN")
+        return 2
     worker = Worker(settings, find_services(settings))
     console.print(f"worker {worker.worker_id}: API on http://{settings.bind}:{worker.port}/api/kpis")
     FaustWorker(worker.app, loglevel="warning").execute_from_commandline()

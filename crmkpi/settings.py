@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # Tenants accepted; they become metric labels, so the list keeps label values bounded.
     tenants: str = "default"
     api_token: SecretStr | None = None
+    # Prometheus then scrapes /metrics with `authorization: credentials_file:` (the same token).
+    metrics_token_required: bool = False
     public_url: str | None = None
     dedup_ttl: str = "7d"
     bind: str = "127.0.0.1"

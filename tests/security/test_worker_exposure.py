@@ -7,7 +7,8 @@ One deployment on Apache Kafka with every webhook secret and `CRMKPI_API_TOKEN` 
   the allow-lists or one of other/unknown/all/none.
 - **Access**: `/api/*` and `/internal/partials` answer 401 without the token or with a wrong
   one, with one body for both that holds no KPI data; the right token gets 200. A worker bound
-  beyond loopback without a token refuses to start.
+  beyond loopback without a token refuses to start. With `CRMKPI_METRICS_TOKEN_REQUIRED`,
+  `/metrics` is behind the same token.
 - **Secrets**: after bad requests of every kind, no configured secret or token appears in the
   gateway's or worker's log, or in any answer.
 
@@ -21,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -186,6 +188,32 @@ def test_worker_beyond_loopback_without_a_token_refuses_to_start(exposure: Expos
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     assert b"CRMKPI_API_TOKEN is required" in result.stdout + result.stderr
+
+
+def test_metrics_behind_the_token_when_required(exposure: Exposure) -> None:
+    env = exposure.deployment.env
+    guarded = WorkerProcess(dataclasses.replace(
+        env, extra={**env.extra, "CRMKPI_METRICS_TOKEN_REQUIRED": "true"}), env.home).start()
+    try:
+        bounded_poll(lambda: _get(guarded.url + "/healthz")[0] == 200, timeout=120,
+                     what="guarded worker up")
+        answers = [_get(guarded.url + "/metrics", token) for token in (None, "wrong", TOKEN + "x")]
+        assert {status for status, _ in answers} == {401}
+        assert not any(b"crm_kpi_" in body for _, body in answers)
+        status, body = _get(guarded.url + "/metrics", TOKEN)
+        assert status == 200 and b"crm_kpi_" in body
+        assert _get(exposure.worker.url + "/metrics")[0] == 200  # open unless required
+    finally:
+        guarded.stop()
+
+
+def test_metrics_token_required_without_a_token_refuses_to_start(exposure: Exposure) -> None:
+    env = exposure.deployment.env.variables(CRMKPI_METRICS_TOKEN_REQUIRED="true")
+    env.pop("CRMKPI_API_TOKEN")
+    result = subprocess.run([sys.executable, "-m", "crmkpi", "worker"], env=env,
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert b"CRMKPI_METRICS_TOKEN_REQUIRED needs CRMKPI_API_TOKEN" in result.stdout + result.stderr
 
 
 def _bad_requests(exposure: Exposure) -> None:
