@@ -8,8 +8,7 @@ adds the sales cycle of an earlier `deal.won`, and a duplicate changes nothing.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,9 +30,10 @@ class Entity:
 
     def apply(self, event: Event, config: KpiConfig) -> bool:
         """Apply `event` once; returns False when it was already applied."""
-        if event.uid in self.ids:
+        uid = event.uid
+        if uid in self.ids:
             return False
-        self.ids.add(event.uid)
+        self.ids.add(uid)
         self.update(event, config)
         return True
 
@@ -53,6 +53,11 @@ class Entity:
         """
         return []
 
+    @classmethod
+    def emitting(cls) -> bool:
+        """Whether this kind overrides `emits` (one that does not never sends anything)."""
+        return cls.emits is not Entity.emits
+
     def to_state(self) -> dict[str, Any]:
         """A JSON-able snapshot of the state, for the changelog."""
         state = {name: getattr(self, name) for name in self.fields}
@@ -71,14 +76,22 @@ class Entity:
 
 
 def contribution_delta(
-    before: Iterable[Contribution], after: Iterable[Contribution]
+    before: Sequence[Contribution], after: Sequence[Contribution]
 ) -> list[Contribution]:
-    """The contributions to add so that `before` becomes `after` (values summed per slot)."""
-    delta: Counter[tuple[int, str, str, tuple[tuple[str, str], ...]]] = Counter()
+    """The contributions to add so that `before` becomes `after` (values summed per slot).
+
+    Slots come in the order of their first appearance in `after`, then in `before`.
+    """
+    if before == after:  # an event that changed no contribution: every slot nets to zero
+        return []
+    delta: dict[tuple[int, str, str, tuple[tuple[str, str], ...]], int] = {}
+    get = delta.get
     for time_ms, tenant, name, segments, value in after:
-        delta[(time_ms, tenant, name, segments)] += value
+        slot = (time_ms, tenant, name, segments)
+        delta[slot] = get(slot, 0) + value
     for time_ms, tenant, name, segments, value in before:
-        delta[(time_ms, tenant, name, segments)] -= value
+        slot = (time_ms, tenant, name, segments)
+        delta[slot] = get(slot, 0) - value
     return [(*slot, value) for slot, value in delta.items() if value]
 
 

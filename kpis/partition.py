@@ -105,6 +105,7 @@ class PartitionState:
             self.stateless.update(family.stateless)
             cumulative |= family.cumulative_fields
         self.kinds = {cls.kind: cls for cls in self.entity_types.values()}
+        self.emitting = frozenset(cls for cls in self.entity_types.values() if cls.emitting())
         self.buckets = BucketStore(frozenset(cumulative))
         self.entities: dict[str, EntityRecord] = {}
         # Entity-less events are deduplicated by id, grouped by day: by event-time day ("e")
@@ -149,17 +150,19 @@ class PartitionState:
             record = self.entities[key] = EntityRecord(entity_type())
         if pos <= record.floor:
             return False
+        entity, tenant = record.entity, event.tenant
+        emitting = entity_type in self.emitting
         entity_id = str(event.data[entity_type.key_field])
-        before = record.entity.contributions(event.tenant)
-        sent_before = record.entity.emits(event.tenant, entity_id)
-        if not record.entity.apply(event, self.config):
+        before = entity.contributions(tenant)
+        sent_before = entity.emits(tenant, entity_id) if emitting else None
+        if not entity.apply(event, self.config):
             return False
-        after = record.entity.contributions(event.tenant)
-        for contribution in contribution_delta(before, after):
+        for contribution in contribution_delta(before, entity.contributions(tenant)):
             self.buckets.add(contribution, pos, now_ms)
-        sent_after = record.entity.emits(event.tenant, entity_id)
-        if sent_after != sent_before:
-            self.outbox.extend((event.tenant, internal) for internal in sent_after)
+        if emitting:
+            sent_after = entity.emits(tenant, entity_id)
+            if sent_after != sent_before:
+                self.outbox.extend((tenant, internal) for internal in sent_after)
         record.pos = pos
         self.dirty_entities.add(key)
         return True
@@ -172,9 +175,10 @@ class PartitionState:
         seen = self.seen.get(group)
         if seen is None:
             seen = self.seen[group] = SeenIds(set())
-        if pos <= seen.floor or event.uid in seen.ids:
+        uid = event.uid
+        if pos <= seen.floor or uid in seen.ids:
             return False
-        seen.add(event.uid)
+        seen.add(uid)
         seen.pos = pos
         self.dirty_seen.add(group)
         rule = self.stateless.get(event.type)

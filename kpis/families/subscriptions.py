@@ -142,6 +142,13 @@ class Subscription(Entity):
         # None], cancelled [reason]
         self.events: list[list[Any]] = []
         self.zone = "UTC"  # of the month starts in the contributions (mtd revenue churn)
+        self._history: Replay | None = None  # replay(self.events), until the next insert
+
+    def history(self) -> Replay:
+        """The replay of the events, computed once per state (contributions and emits share it)."""
+        if self._history is None:
+            self._history = replay(self.events)
+        return self._history
 
     def apply(self, event: Event, config: KpiConfig) -> bool:
         """Insert the event at its place in event time, once; False when it was already applied.
@@ -153,11 +160,12 @@ class Subscription(Entity):
             return False
         self.zone = config.timezone
         insort(self.events, [event.time_ms, uid, *_facts(event, config)])
+        self._history = None
         return True
 
     def contributions(self, tenant: str) -> list[Contribution]:
         """MRR while active, revenue lost while active at the window start, cancellations."""
-        history = replay(self.events)
+        history = self.history()
         out = _step_contributions(tenant, "mrr_micro", history.mrr_steps)
         spans = history.spans()
         for time_ms, labels, lost in history.losses:
@@ -170,7 +178,7 @@ class Subscription(Entity):
 
     def emits(self, tenant: str, entity_id: str) -> list[InternalEvent]:
         """Per customer named by a `started`: the periods its starts opened, and the earliest."""
-        history = replay(self.events)
+        history = self.history()
         return [
             (customer, SUBSCRIPTION_PERIODS, started_ms, {
                 "customer_id": customer,
