@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,11 +17,13 @@ from typing import Any, cast
 import faust
 import orjson
 from aiohttp import web
+from faust.types import Message
+from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from agents.exporters.api import kpis_response, problem, status_response
+from agents.exporters.api import COUNTS_ONLY, kpis_response, problem, status_response
 from agents.exporters.cluster import Partials, WorkerRegistry, gather
 from agents.exporters.insights import (
     INSIGHTS_SECONDS,
@@ -30,6 +34,7 @@ from agents.exporters.insights import (
     forecast_response,
 )
 from agents.exporters.metrics import KpiCollector
+from agents.fetch import BatchingTransport
 from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
 from crmkpi.discovery import Services
@@ -47,6 +52,8 @@ PRUNE_SECONDS = 60.0
 # How long a batch may wait to fill: bigger batches write fewer changelog records per event
 # (one per changed key per batch), at the cost of at most this much latency.
 BATCH_WITHIN_S = 0.25
+# Fetched lists of records (one partition's new records each) waiting for the applier.
+QUEUED_FETCHES = 64
 
 
 def free_port_from(port: int, bind: str) -> int:
@@ -69,6 +76,7 @@ class Stage:
     table: Any
     keeper: StateKeeper
     applier: RecordApplier
+    fetched: FlowControlQueue[list[Message]]
 
 
 class Worker:
@@ -103,6 +111,9 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
         )
+        # Records of the input topics reach the stages in bulk (agents/fetch.py).
+        self.transport = BatchingTransport(self.app.conf.broker_consumer, self.app)
+        self.app.transport = self.transport
         self.deadletters = self.app.topic(topics.deadletter, key_serializer="raw",
                                           value_serializer="raw", partitions=settings.partitions)
         config = settings.kpi_config
@@ -128,7 +139,12 @@ class Worker:
         table = self.app.Table(table_name, key_type=bytes, value_type=bytes, partitions=partitions)
         families = tuple(f for f in FAMILIES if f.stage == stage)
         keeper = StateKeeper(table, families, self.settings.kpi_config)
-        return Stage(topic, table, keeper, applier(keeper, partitions, topic_name))
+        # Cleared by Faust when a rebalance begins and ends, as its agents' buffers are.
+        fetched: FlowControlQueue[list[Message]] = FlowControlQueue(
+            QUEUED_FETCHES, flow_control=self.app.flow_control, clear_on_resume=True)
+        self.app.topics.add(topic)  # subscribed; its records go to `fetched`, not to a stream
+        self.transport.batch_sinks[topic_name] = fetched.put
+        return Stage(topic, table, keeper, applier(keeper, partitions, topic_name), fetched)
 
     # -- ownership and reading ---------------------------------------------------------------
 
@@ -179,10 +195,13 @@ class Worker:
         counters = self.counters()
         partials = Partials(
             self.owned(), self.owned(self.topics.customers),
-            self.window_totals(query["window"], at, now), self.window_totals("30d", at, now),
-            sum(c[0] for c in counters.values()), sum(c[1] for c in counters.values()),
-            sum(self.lag().values()),
+            processed=sum(c[0] for c in counters.values()),
+            rejected=sum(c[1] for c in counters.values()), lag=sum(self.lag().values()),
         )
+        if COUNTS_ONLY in query:  # /api/status: no window sums
+            return partials
+        partials.sums = self.window_totals(query["window"], at, now)
+        partials.sums_30d = self.window_totals("30d", at, now)
         fill_partials(partials, query, at, map(self.events.keeper.state, partials.partitions),
                       map(self.customers.keeper.state, partials.customer_partitions))
         return partials
@@ -199,19 +218,13 @@ class Worker:
         app = self.app
         batch_size = self.settings.batch_size
 
-        @app.agent(self.events.topic, name="apply-events", concurrency=1)
-        async def apply_events(stream: Any) -> None:
-            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
-                await self._process(self.events, batch)
-                for event in batch:
-                    await stream.ack(event)
+        @app.task
+        async def apply_events() -> None:
+            await self._apply_batches(self.events, batch_size)
 
-        @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
-        async def apply_customers(stream: Any) -> None:
-            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
-                await self._process(self.customers, batch)
-                for event in batch:
-                    await stream.ack(event)
+        @app.task
+        async def apply_customers() -> None:
+            await self._apply_batches(self.customers, batch_size)
 
         @app.timer(PRUNE_SECONDS)
         async def prune() -> None:
@@ -306,7 +319,46 @@ class Worker:
     async def _health_response(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker": self.worker_id})
 
-    async def _process(self, stage: Stage, batch: list[Any]) -> None:
+    async def _apply_batches(self, stage: Stage, batch_size: int) -> None:
+        """Apply the stage's fetched records in batches, forever; a failure stops the worker.
+
+        A batch waits at most BATCH_WITHIN_S to fill. Records fetched before the current
+        rebalance generation (or of partitions no longer assigned) are dropped unapplied, as
+        Faust's streams drop them: Faust seeks back to the committed offsets after every
+        rebalance, so they come again if this worker still owns them.
+        """
+        app, consumer = self.app, self.app.consumer
+        try:
+            while not app.should_stop:
+                batch = await stage.fetched.get()
+                deadline = time.monotonic() + BATCH_WITHIN_S
+                while len(batch) < batch_size:
+                    if not stage.fetched.empty():
+                        batch += stage.fetched.get_nowait()
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch += await asyncio.wait_for(stage.fetched.get(), remaining)
+                    except TimeoutError:
+                        break
+                generation, assigned = app.consumer_generation_id, consumer.assignment()
+                if not app.flow_control.is_active():
+                    continue
+                batch = [m for m in batch if m.generation_id == generation and m.tp in assigned]
+                for message in batch:  # in flight: a rebalance now waits for their acks
+                    consumer.track_message(message)
+                await self._process(stage, batch)
+                for message in batch:
+                    consumer.ack(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the agent cannot go on: let the worker stop and restart
+            log.exception("applying %s failed", stage.topic.get_topic_name())
+            await app.crash(exc)
+
+    async def _process(self, stage: Stage, batch: list[Message]) -> None:
         """Apply a batch, send what it produced, then write the changed state.
 
         Dead letters, forwards and internal events are acknowledged by Kafka before the state
@@ -315,8 +367,7 @@ class Worker:
         now = wall_ms()
         touched = set()
         sends = []
-        for event in batch:
-            message = event.message
+        for message in batch:
             touched.add(message.partition)
             outcome = stage.applier.apply(message.partition, message.offset, message.value, now)
             for value, headers in outcome.dead_letters:

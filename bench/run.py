@@ -106,7 +106,9 @@ def run_all(args: argparse.Namespace, only: set[str], work: Path, results: dict[
                     svc, events, single=False, profile=args.profile))
             if "single" in only:
                 log("(c2) crm-kpi worker, one event per record")
-                results.setdefault("_single", []).append(throughput.engine_on(svc, events, single=True))
+                results.setdefault("_single", []).append(throughput.engine_on(
+                    svc, events, single=True,
+                    profile=args.profile and args.profile.with_suffix(".single.txt")))
         for key in ("raw", "quix", "engine", "single"):
             if f"_{key}" in results:
                 results[key] = best(results.pop(f"_{key}"))

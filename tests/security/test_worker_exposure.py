@@ -17,12 +17,12 @@ Reproduce: python3 -m pytest tests/security/test_worker_exposure.py
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
