@@ -34,7 +34,7 @@ from agents.exporters.insights import (
     forecast_response,
 )
 from agents.exporters.metrics import KpiCollector
-from agents.fetch import BatchingTransport
+from agents.fetch import BatchingTransport, queue_sink
 from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
 from crmkpi.discovery import Services
@@ -141,9 +141,10 @@ class Worker:
         keeper = StateKeeper(table, families, self.settings.kpi_config)
         # Cleared by Faust when a rebalance begins and ends, as its agents' buffers are.
         fetched: FlowControlQueue[list[Message]] = FlowControlQueue(
-            QUEUED_FETCHES, flow_control=self.app.flow_control, clear_on_resume=True)
+            flow_control=self.app.flow_control, clear_on_resume=True)
         self.app.topics.add(topic)  # subscribed; its records go to `fetched`, not to a stream
-        self.transport.batch_sinks[topic_name] = fetched.put
+        self.transport.batch_sinks[topic_name] = queue_sink(fetched, QUEUED_FETCHES,
+                                                            self.app.flow_control)
         return Stage(topic, table, keeper, applier(keeper, partitions, topic_name), fetched)
 
     # -- ownership and reading ---------------------------------------------------------------
@@ -263,16 +264,15 @@ class Worker:
                 log.exception("refreshing forecasts and anomaly scores failed")
 
         # Every rebalance revokes all partitions and then assigns the new set. Faust resumes
-        # the changelog of a partition it keeps where it stopped, so the state of kept
-        # partitions must survive; only partitions assigned elsewhere are forgotten (a
-        # partition that comes back is recovered from the changelog's start).
+        # the changelog of a partition it keeps where it stopped, so the table rows of kept
+        # partitions must survive; rows of partitions assigned elsewhere are dropped (one that
+        # comes back is recovered from the changelog's start). Decoded states are rebuilt.
         @cast(Any, app.on_partitions_assigned).connect
         async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
             self.recovered = False  # until the tables of the new assignment are recovered
             for stage in (self.events, self.customers):
                 topic = stage.topic.get_topic_name()
-                kept = {tp.partition for tp in assigned if tp.topic == topic}
-                stage.keeper.forget(p for p in list(stage.keeper.states) if p not in kept)
+                stage.keeper.reassign({tp.partition for tp in assigned if tp.topic == topic})
 
         now = wall_ms
         partials = self.global_partials

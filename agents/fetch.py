@@ -12,6 +12,7 @@ queued when a rebalance begins are dropped, and fetched again from the committed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cached_property
@@ -20,6 +21,7 @@ from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 log = logging.getLogger("crm-kpi.fetch")
 
@@ -31,7 +33,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     """Hands records of topics with a registered sink over in bulk; the rest as Faust does."""
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Deliver bulk topics' records to their sinks, then yield the others one by one."""
+        """Deliver bulk topics' records to their sinks, then yield the others one by one.
+
+        Bulk records fetched while the generation changed may predate the seek that ends a
+        rebalance: they are dropped, and fetched again from the committed offsets.
+        """
+        fetched_in = self.app.consumer_generation_id
         records, active = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
             return
@@ -50,6 +57,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             if sink is None:
                 others[tp] = batch
                 continue
+            if generation != fetched_in:
+                continue
             messages = await self._take_new(tp, batch)
             if messages:
                 await sink(messages)
@@ -61,20 +70,19 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             yield tp, to_message(tp, record)
 
     async def _take_new(self, tp: TP, batch: list[Any]) -> list[Message]:
-        """Records not read before, as messages; the read offset moves past them.
+        """The fetched records as messages; the read offset moves past them.
 
-        The same bookkeeping Faust's fetcher does per record, with one guard: a jump past the
-        next expected offset is first taken for records fetched and lost (around rebalances
-        the fetcher can hand out records that are then discarded), so the partition is sought
-        back and the records come again. Only the same jump seen twice becomes a gap (offsets
-        no record holds, e.g. transaction markers), which the commits may skip.
+        Unlike Faust's fetcher, records at or below the read offset are not dropped as read
+        already: around rebalances that offset can run ahead of the consumer's position, and
+        applying a record twice changes nothing (kpis/partition.py), losing one does. And a
+        jump past the next expected offset is first taken for records fetched and lost, so the
+        partition is sought back and they come again; only the same jump seen twice becomes a
+        gap (offsets that hold no record, e.g. transaction markers) the commits may skip.
         """
         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-        read = self._read_offset[tp]
-        fresh = [record for record in batch if read is None or record.offset >= read]
-        if not fresh:
+        if not batch:
             return []
-        first = fresh[0].offset
+        read, first = self._read_offset[tp], batch[0].offset
         if read and first - read > 1:
             jump = (tp, read, first)
             if jump not in self._jumps_seen:
@@ -84,10 +92,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, read)
                 return []
             await self._skip(tp, read, first)
-        for before, record in pairwise(fresh):  # inside one fetch: only markers
+        for before, record in pairwise(batch):  # inside one fetch: only markers
             await self._skip(tp, before.offset, record.offset)
-        self._read_offset[tp] = fresh[-1].offset
-        return [self._to_message(tp, record) for record in fresh]
+        self._read_offset[tp] = batch[-1].offset
+        return [self._to_message(tp, record) for record in batch]
 
     async def _skip(self, tp: TP, read: int, offset: int) -> None:
         """Let the commits move across offsets between `read` and `offset` holding no record."""
@@ -97,6 +105,22 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     @cached_property
     def _jumps_seen(self) -> set[tuple[TP, int, int]]:
         return set()
+
+
+def queue_sink(queue: FlowControlQueue[list[Message]], limit: int,
+               flow_control: FlowControlEvent) -> BatchSink:
+    """A sink that appends to `queue`, pausing the fetcher while `limit` lists wait in it.
+
+    It never blocks inside the queue: Faust clears queues when a rebalance begins without
+    waking blocked putters, which would leave the fetcher (and so the table recovery) stuck.
+    """
+
+    async def put(messages: list[Message]) -> None:
+        while queue.qsize() >= limit and flow_control.is_active():
+            await asyncio.sleep(0.005)
+        queue.put_nowait(messages)
+
+    return put
 
 
 class BatchingTransport(faust_aiokafka.Transport):

@@ -4,7 +4,10 @@ Lag must stay bounded, worker memory flat, no worker may die, and at the end the
 event count and the unsliced KPIs must equal the oracle's. Defaults are issue 10's one hour
 with a rebalance every 10 minutes; shorter runs validate the harness:
 
-    CRMKPI_SOAK_MINUTES=60 CRMKPI_SOAK_RATE=1000 python3 -m pytest tests/faults/test_soak.py -m soak -s
+    CRMKPI_SOAK_MINUTES=60 CRMKPI_SOAK_RATE=300 python3 -m pytest tests/faults/test_soak.py -m soak -s
+
+The rate is bounded by the oracle, not the engine: it holds and recomputes every event, and
+generating the history alone takes about a second per 6,000 events.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from tests.faults.harness import Deployment, Figures, evaluation_time
 from tests.oracle.history import generate_history
 
 MINUTES = float(os.environ.get("CRMKPI_SOAK_MINUTES", "60"))
-RATE = float(os.environ.get("CRMKPI_SOAK_RATE", "1000"))  # events/s
+RATE = float(os.environ.get("CRMKPI_SOAK_RATE", "300"))  # events/s
 REBALANCE_EVERY = float(os.environ.get("CRMKPI_SOAK_REBALANCE_MINUTES", "10")) * 60
 
 # The suite's 600 s per-test limit would end the soak: it is bounded by its own deadline.
