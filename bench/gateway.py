@@ -74,11 +74,11 @@ def gateway_env(engine: Engine, port: int) -> dict[str, str]:
     return {"CRMKPI_SECRET_STANDARD": SECRET, "CRMKPI_GATEWAY_PORT": str(port)}
 
 
-def start_gateway(engine: Engine) -> tuple[Proc, int]:
+def start_gateway(engine: Engine, **more: str) -> tuple[Proc, int]:
     from crmkpi.embedded import free_port
 
     port = free_port()
-    proc = engine.spawn("gateway", **gateway_env(engine, port))
+    proc = engine.spawn("gateway", **gateway_env(engine, port), **more)
     proc.port = port
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -212,6 +212,11 @@ class LatencyResult:
         return self.percentile(0.99)
 
 
+# Each marker has a tenant of its own, and tenants are an allow-list (CRMKPI_TENANTS).
+MAX_MARKERS = 400
+MARKER_TENANTS = ",".join(["default", *(f"mk{i}" for i in range(MAX_MARKERS))])
+
+
 def end_to_end(services: Services, events: list[dict], rates: list[int], duration: float = 20.0,
                marker_every: float = 0.5) -> list[LatencyResult]:
     """Steady load through the gateway into one worker; marker events in their own tenant
@@ -222,18 +227,20 @@ def end_to_end(services: Services, events: list[dict], rates: list[int], duratio
     topics = Topics(namespace)
     asyncio.run(create_topics(services.bootstrap, [topics.events, topics.customers, topics.deadletter]))
     engine = Engine(services, namespace, services.work / f"home-{namespace}")
-    gateway, _ = start_gateway(engine)
-    worker = engine.spawn("worker")
+    gateway, _ = start_gateway(engine, CRMKPI_TENANTS=MARKER_TENANTS)
+    worker = engine.spawn("worker", CRMKPI_TENANTS=MARKER_TENANTS)
     try:
         wait_ready([worker])
         results = []
         offset = 0
-        for rate in rates:
+        for first_marker, rate in zip(range(0, MAX_MARKERS, MAX_MARKERS // len(rates)), rates,
+                                      strict=False):
             need = int(rate * duration)
             load = events[offset:offset + need]
             offset += need
             log(f"end-to-end at {rate} ev/s for {duration:.0f} s")
-            results.append(asyncio.run(_steady(gateway, worker, load, rate, duration, marker_every)))
+            results.append(asyncio.run(_steady(gateway, worker, load, rate, duration, marker_every,
+                                               first_marker)))
             time.sleep(2)
         return results
     finally:
@@ -242,7 +249,7 @@ def end_to_end(services: Services, events: list[dict], rates: list[int], duratio
 
 
 async def _steady(gateway: Proc, worker: Proc, events: list[dict], rate: int, duration: float,
-                  marker_every: float) -> LatencyResult:
+                  marker_every: float, first_marker: int) -> LatencyResult:
     url = gateway.url + "/webhooks/events"
     samples: list[float] = []
     sent = 0
@@ -279,7 +286,7 @@ async def _steady(gateway: Proc, worker: Proc, events: list[dict], rate: int, du
                 await asyncio.gather(*pending, return_exceptions=True)
 
         async def marker(number: int) -> None:
-            tenant = f"mk{run}{number}"
+            tenant = f"mk{first_marker + number}"
             event = {"id": f"mk-{run}-{number}", "source": "bench", "type": "lead.created",
                      "occurred_at": format_time_ms(now_ms()), "tenant": tenant,
                      "data": {"lead_id": f"mk-{run}-{number}", "channel": "web", "region": "na"}}

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def best(runs: list[Throughput]) -> dict[str, float]:
+def best(runs: list[Throughput]) -> dict[str, Any]:
     top = max(runs, key=lambda r: r.rate)
     return {"events": top.events, "seconds": round(top.seconds, 3), "rate": round(top.rate),
             "runs": [round(r.rate) for r in runs]}

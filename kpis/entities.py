@@ -58,6 +58,10 @@ class Entity:
         """Whether this kind overrides `emits` (one that does not never sends anything)."""
         return cls.emits is not Entity.emits
 
+    def release(self) -> None:
+        """Drop what was derived from the state to answer `contributions` and `emits` once
+        (held between events by every entity, such caches would cost more than the state)."""
+
     def to_state(self) -> dict[str, Any]:
         """A JSON-able snapshot of the state, for the changelog."""
         state = {name: getattr(self, name) for name in self.fields}

@@ -156,6 +156,7 @@ class PartitionState:
         before = entity.contributions(tenant)
         sent_before = entity.emits(tenant, entity_id) if emitting else None
         if not entity.apply(event, self.config):
+            entity.release()
             return False
         for contribution in contribution_delta(before, entity.contributions(tenant)):
             self.buckets.add(contribution, pos, now_ms)
@@ -163,6 +164,7 @@ class PartitionState:
             sent_after = entity.emits(tenant, entity_id)
             if sent_after != sent_before:
                 self.outbox.extend((tenant, internal) for internal in sent_after)
+        entity.release()
         record.pos = pos
         self.dirty_entities.add(key)
         return True

@@ -142,7 +142,11 @@ class Subscription(Entity):
         # None], cancelled [reason]
         self.events: list[list[Any]] = []
         self.zone = "UTC"  # of the month starts in the contributions (mtd revenue churn)
-        self._history: Replay | None = None  # replay(self.events), until the next insert
+        self._history: Replay | None = None  # replay(self.events), until an insert or release
+
+    def release(self) -> None:
+        """Drop the cached replay."""
+        self._history = None
 
     def history(self) -> Replay:
         """The replay of the events, computed once per state (contributions and emits share it)."""
