@@ -226,8 +226,7 @@ class Worker:
             await self._apply_batches(self.events, fetched, batch_size)
 
         # The customer topic holds only the engine's own batched records, so Faust's stream
-        # costs little there; on the bulk path, kill -9 fault runs lost customer upserts in
-        # about one run in five (docs/performance.md), so it stays on the stream.
+        # costs little there (docs/reliability.md, item 10).
         @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
         async def apply_customers(stream: Any) -> None:
             async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
@@ -387,6 +386,9 @@ class Worker:
         for future in sends:
             await future
         stage.keeper.flush(touched)
+        # Only now is the batch done: /api/status shows no lag before the customer stage has
+        # been sent what it produced.
+        stage.applier.next_offsets.update((m.partition, m.offset + 1) for m in batch)
 
     async def _send_internal(self, stage: Stage, partitions: set[int]) -> list[Any]:
         by_partition: dict[int, list[bytes]] = defaultdict(list)

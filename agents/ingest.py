@@ -55,12 +55,13 @@ class RecordApplier:
         self.parse = parse
         self.home = home
         self.last_applied_ms = 0
+        # Per partition, the offset after the last record whose batch is done: applied, its
+        # sends acknowledged and its state written (what `lag` counts from).
         self.next_offsets: dict[int, int] = {}
 
     def apply(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> RecordOutcome:
         """Apply one record; invalid events become dead letters, misrouted ones forwards."""
         outcome = RecordOutcome()
-        self.next_offsets[partition] = offset + 1
         state = self.keeper.state(partition)
         provenance = [("topic", self.topic.encode()), ("partition", str(partition).encode()),
                       ("offset", str(offset).encode())]
