@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import socket
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,7 +16,6 @@ import faust
 import orjson
 from aiohttp import web
 from faust.types import Message
-from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -34,7 +31,6 @@ from agents.exporters.insights import (
     forecast_response,
 )
 from agents.exporters.metrics import KpiCollector
-from agents.fetch import BatchingTransport, queue_sink
 from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
 from crmkpi.discovery import Services
@@ -52,8 +48,6 @@ PRUNE_SECONDS = 60.0
 # How long a batch may wait to fill: bigger batches write fewer changelog records per event
 # (one per changed key per batch), at the cost of at most this much latency.
 BATCH_WITHIN_S = 0.25
-# Fetched lists of records (one partition's new records each) waiting for the applier.
-QUEUED_FETCHES = 64
 
 
 def free_port_from(port: int, bind: str) -> int:
@@ -110,9 +104,6 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
         )
-        # Records of the input topics reach the stages in bulk (agents/fetch.py).
-        self.transport = BatchingTransport(self.app.conf.broker_consumer, self.app)
-        self.app.transport = self.transport
         self.deadletters = self.app.topic(topics.deadletter, key_serializer="raw",
                                           value_serializer="raw", partitions=settings.partitions)
         config = settings.kpi_config
@@ -212,21 +203,13 @@ class Worker:
         app = self.app
         batch_size = self.settings.batch_size
 
-        # The events topic, which third-party producers may fill with one event per record,
-        # reaches its stage in bulk (agents/fetch.py). Cleared by Faust when a rebalance begins
-        # and ends, as its agents' buffers are.
-        fetched: FlowControlQueue[list[Message]] = FlowControlQueue(
-            flow_control=app.flow_control, clear_on_resume=True)
-        app.topics.add(self.events.topic)  # subscribed; records go to `fetched`, not a stream
-        self.transport.batch_sinks[self.topics.events] = queue_sink(
-            fetched, QUEUED_FETCHES, app.flow_control)
+        @app.agent(self.events.topic, name="apply-events", concurrency=1)
+        async def apply_events(stream: Any) -> None:
+            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
+                await self._process(self.events, [event.message for event in batch])
+                for event in batch:
+                    await stream.ack(event)
 
-        @app.task
-        async def apply_events() -> None:
-            await self._apply_batches(self.events, fetched, batch_size)
-
-        # The customer topic holds only the engine's own batched records, so Faust's stream
-        # costs little there (docs/reliability.md, item 10).
         @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
         async def apply_customers(stream: Any) -> None:
             async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
@@ -271,15 +254,16 @@ class Worker:
                 log.exception("refreshing forecasts and anomaly scores failed")
 
         # Every rebalance revokes all partitions and then assigns the new set. Faust resumes
-        # the changelog of a partition it keeps where it stopped, so the table rows of kept
-        # partitions must survive; rows of partitions assigned elsewhere are dropped (one that
-        # comes back is recovered from the changelog's start). Decoded states are rebuilt.
+        # the changelog of a partition it keeps where it stopped, so the state of kept
+        # partitions must survive; only partitions assigned elsewhere are forgotten (a
+        # partition that comes back is recovered from the changelog's start).
         @cast(Any, app.on_partitions_assigned).connect
         async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
             self.recovered = False  # until the tables of the new assignment are recovered
             for stage in (self.events, self.customers):
                 topic = stage.topic.get_topic_name()
-                stage.keeper.reassign({tp.partition for tp in assigned if tp.topic == topic})
+                kept = {tp.partition for tp in assigned if tp.topic == topic}
+                stage.keeper.forget(p for p in list(stage.keeper.states) if p not in kept)
 
         now = wall_ms
         partials = self.global_partials
@@ -325,46 +309,6 @@ class Worker:
 
     async def _health_response(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker": self.worker_id})
-
-    async def _apply_batches(self, stage: Stage, fetched: FlowControlQueue[list[Message]],
-                             batch_size: int) -> None:
-        """Apply the stage's fetched records in batches, forever; a failure stops the worker.
-
-        A batch waits at most BATCH_WITHIN_S to fill. Records fetched before the current
-        rebalance generation (or of partitions no longer assigned) are dropped unapplied, as
-        Faust's streams drop them: Faust seeks back to the committed offsets after every
-        rebalance, so they come again if this worker still owns them.
-        """
-        app, consumer = self.app, self.app.consumer
-        try:
-            while not app.should_stop:
-                batch = await fetched.get()
-                deadline = time.monotonic() + BATCH_WITHIN_S
-                while len(batch) < batch_size:
-                    if not fetched.empty():
-                        batch += fetched.get_nowait()
-                        continue
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        batch += await asyncio.wait_for(fetched.get(), remaining)
-                    except TimeoutError:
-                        break
-                generation, assigned = app.consumer_generation_id, consumer.assignment()
-                if not app.flow_control.is_active():
-                    continue
-                batch = [m for m in batch if m.generation_id == generation and m.tp in assigned]
-                for message in batch:  # in flight: a rebalance now waits for their acks
-                    consumer.track_message(message)
-                await self._process(stage, batch)
-                for message in batch:
-                    consumer.ack(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the agent cannot go on: let the worker stop and restart
-            log.exception("applying %s failed", stage.topic.get_topic_name())
-            await app.crash(exc)
 
     async def _process(self, stage: Stage, batch: list[Message]) -> None:
         """Apply a batch, send what it produced, then write the changed state.
