@@ -58,6 +58,7 @@ PARTITIONS = 4
 FX = ",".join(f"{code}={rate}" for code, rate in FX_RATES.items())
 GROSS_MARGIN = "0.8"
 SETTLE_SECONDS = 240.0
+STABLE_SECONDS = 2.0  # how long a settled answer must hold
 READ_SECONDS = 60.0
 LAG_SAMPLE = re.compile(r'^crm_consumer_lag\{partition="(\d+)",topic="([^"]+)"\} (\S+)$')
 # Redis databases 1-15 in turn: besides its namespace, each deployment gets a database of its
@@ -361,7 +362,7 @@ class Deployment:
                     f"worker {worker.port} exited:\n{worker.log_tail()}")
             last = self.status()
             if last is not None and last["lag"] == 0:
-                if last["events_processed"] == expected:
+                if last["events_processed"] == expected and self._still_settled(expected):
                     return last
                 if last["events_processed"] > expected:
                     raise OracleMismatch(f"{last['events_processed']} events processed, "
@@ -375,6 +376,14 @@ class Deployment:
             time.sleep(0.5)
         raise AssertionError(f"not settled at {expected} events after {timeout} s: last {last}\n"
                              + self.log_tails())
+
+    def _still_settled(self, expected: int) -> bool:
+        """Settled again after STABLE_SECONDS: a consumer learns of new records (the customer
+        upserts of the last batch) only with its next fetch, so one answer of no lag can
+        come just before the customer stage sees its last input."""
+        time.sleep(STABLE_SECONDS)
+        again = self.status()
+        return again is not None and again["lag"] == 0 and again["events_processed"] == expected
 
     def log_tails(self) -> str:
         """The last lines of every worker's log."""
