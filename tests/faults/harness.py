@@ -58,7 +58,7 @@ PARTITIONS = 4
 FX = ",".join(f"{code}={rate}" for code, rate in FX_RATES.items())
 GROSS_MARGIN = "0.8"
 SETTLE_SECONDS = 240.0
-STABLE_SECONDS = 2.0  # how long a settled answer must hold
+STABLE_SECONDS = 10.0  # how long a settled answer must hold
 READ_SECONDS = 60.0
 LAG_SAMPLE = re.compile(r'^crm_consumer_lag\{partition="(\d+)",topic="([^"]+)"\} (\S+)$')
 # Redis databases 1-15 in turn: besides its namespace, each deployment gets a database of its
