@@ -15,7 +15,6 @@ from typing import Any, cast
 import faust
 import orjson
 from aiohttp import web
-from faust.types import Message
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -206,14 +205,14 @@ class Worker:
         @app.agent(self.events.topic, name="apply-events", concurrency=1)
         async def apply_events(stream: Any) -> None:
             async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
-                await self._process(self.events, [event.message for event in batch])
+                await self._process(self.events, batch)
                 for event in batch:
                     await stream.ack(event)
 
         @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
         async def apply_customers(stream: Any) -> None:
             async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
-                await self._process(self.customers, [event.message for event in batch])
+                await self._process(self.customers, batch)
                 for event in batch:
                     await stream.ack(event)
 
@@ -310,7 +309,7 @@ class Worker:
     async def _health_response(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker": self.worker_id})
 
-    async def _process(self, stage: Stage, batch: list[Message]) -> None:
+    async def _process(self, stage: Stage, batch: list[Any]) -> None:
         """Apply a batch, send what it produced, then write the changed state.
 
         Dead letters, forwards and internal events are acknowledged by Kafka before the state
@@ -319,7 +318,8 @@ class Worker:
         now = wall_ms()
         touched = set()
         sends = []
-        for message in batch:
+        messages = [event.message for event in batch]
+        for message in messages:
             touched.add(message.partition)
             outcome = stage.applier.apply(message.partition, message.offset, message.value, now)
             for value, headers in outcome.dead_letters:
@@ -332,7 +332,7 @@ class Worker:
         stage.keeper.flush(touched)
         # Only now is the batch done: /api/status shows no lag before the customer stage has
         # been sent what it produced.
-        stage.applier.next_offsets.update((m.partition, m.offset + 1) for m in batch)
+        stage.applier.next_offsets.update((m.partition, m.offset + 1) for m in messages)
 
     async def _send_internal(self, stage: Stage, partitions: set[int]) -> list[Any]:
         by_partition: dict[int, list[bytes]] = defaultdict(list)
