@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -63,12 +64,17 @@ def free_port_from(port: int, bind: str) -> int:
 
 @dataclass
 class Stage:
-    """One input topic with its state table, the keeper of its partitions and its applier."""
+    """One input topic with its state table, the keeper of its partitions and its applier.
+
+    `lock` keeps the pruning timer from writing a batch's state changes before that batch's
+    sends are acknowledged.
+    """
 
     topic: Any
     table: Any
     keeper: StateKeeper
     applier: RecordApplier
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Worker:
@@ -219,7 +225,9 @@ class Worker:
         @app.timer(PRUNE_SECONDS)
         async def prune() -> None:
             for stage in (self.events, self.customers):
-                stage.keeper.prune(wall_ms())
+                async with stage.lock:
+                    stage.keeper.prune(wall_ms())
+                    await self._write_state(stage, list(stage.keeper.states))
 
         @app.timer(2.0)
         async def heartbeat() -> None:
@@ -313,26 +321,43 @@ class Worker:
         """Apply a batch, send what it produced, then write the changed state.
 
         Dead letters, forwards and internal events are acknowledged by Kafka before the state
-        that produced them is written, so a crash can re-send them but never lose them.
+        that produced them is written, so a crash can re-send them but never lose them; the
+        state's changelog records are acknowledged before the batch is (and so before its
+        offsets can be committed).
         """
-        now = wall_ms()
-        touched = set()
-        sends = []
-        messages = [event.message for event in batch]
-        for message in messages:
-            touched.add(message.partition)
-            outcome = stage.applier.apply(message.partition, message.offset, message.value, now)
-            for value, headers in outcome.dead_letters:
-                sends.append(await self.deadletters.send(value=value, headers=headers))
-            for partition, raw in outcome.forwards:
-                sends.append(await stage.topic.send(value=orjson.dumps(raw), partition=partition))
-        sends.extend(await self._send_internal(stage, touched))
-        for future in sends:
+        async with stage.lock:
+            now = wall_ms()
+            touched = set()
+            sends = []
+            messages = [event.message for event in batch]
+            for message in messages:
+                touched.add(message.partition)
+                outcome = stage.applier.apply(message.partition, message.offset, message.value, now)
+                for value, headers in outcome.dead_letters:
+                    sends.append(await self.deadletters.send(value=value, headers=headers))
+                for partition, raw in outcome.forwards:
+                    sends.append(await stage.topic.send(value=orjson.dumps(raw), partition=partition))
+            sends.extend(await self._send_internal(stage, touched))
+            for future in sends:
+                await future
+            await self._write_state(stage, touched)
+            # Only now is the batch done: /api/status shows no lag before the customer stage
+            # has been sent what it produced.
+            stage.applier.done(messages)
+
+    async def _write_state(self, stage: Stage, partitions: Iterable[int]) -> None:
+        """Write the changed state of `partitions` and wait until Kafka has its changelog.
+
+        The records go straight to the producer: Faust's `send_changelog` buffer may still
+        hold records when the consumer commits (its flush gives up after 0.1 s without
+        progress), and a crash then would lose state whose input offsets are committed.
+        """
+        send = self.app.producer.send
+        changelog = stage.table.changelog_topic.get_topic_name()
+        futures = [await send(changelog, key, value, partition, None, None)
+                   for partition, key, value in stage.keeper.write_changes(partitions)]
+        for future in futures:
             await future
-        stage.keeper.flush(touched)
-        # Only now is the batch done: /api/status shows no lag before the customer stage has
-        # been sent what it produced.
-        stage.applier.next_offsets.update((m.partition, m.offset + 1) for m in messages)
 
     async def _send_internal(self, stage: Stage, partitions: set[int]) -> list[Any]:
         by_partition: dict[int, list[bytes]] = defaultdict(list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,10 @@ class RecordApplier:
         # Per partition, the offset after the last record whose batch is done: applied, its
         # sends acknowledged and its state written (what `lag` counts from).
         self.next_offsets: dict[int, int] = {}
+
+    def done(self, messages: Iterable[Any]) -> None:
+        """Mark Kafka messages (with `partition` and `offset`) as done: applied, sent, written."""
+        self.next_offsets.update((m.partition, m.offset + 1) for m in messages)
 
     def apply(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> RecordOutcome:
         """Apply one record; invalid events become dead letters, misrouted ones forwards."""

@@ -3,7 +3,8 @@
 The table holds one changelog record per state record of `kpis.partition`, keyed
 `<partition>|<record key>`. The worker keeps decoded `PartitionState`s for the partitions it
 owns, loads one from the recovered table the first time it is needed, writes what changed
-after each batch, and forgets a partition when it is revoked.
+after each batch (returning the changelog records for the worker to send and await), and
+forgets a partition when it is revoked.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from kpis.buckets import SumKey, merge_into
 from kpis.config import KpiConfig
 from kpis.entities import Family
 from kpis.partition import PartitionState
+
+# A changelog record: (partition, table key, value, or None for a deletion).
+ChangelogRecord = tuple[int, bytes, bytes | None]
 
 
 class StateKeeper:
@@ -37,9 +41,9 @@ class StateKeeper:
                     state.restore(key[len(prefix):].decode(), value)
         return state
 
-    def flush(self, partitions: Iterable[int]) -> int:
-        """Write every changed record of `partitions` to the table and its changelog."""
-        written = 0
+    def write_changes(self, partitions: Iterable[int]) -> list[ChangelogRecord]:
+        """Write every changed record of `partitions` to the table; return them for the changelog."""
+        records: list[ChangelogRecord] = []
         for partition in partitions:
             state = self.states.get(partition)
             if state is None:
@@ -52,15 +56,13 @@ class StateKeeper:
                     # orjson returns small outputs in a ~4 KiB buffer; the table keeps its
                     # values for good, so keep an exact-size copy (about 3x less memory per entity).
                     value = self.table.data[full_key] = bytes(memoryview(value))
-                self.table.send_changelog(partition, full_key, value)
-                written += 1
-        return written
+                records.append((partition, full_key, value))
+        return records
 
     def prune(self, now_ms: int) -> None:
-        """Drop what every window has left behind, in every owned partition."""
+        """Drop what every window has left behind, in every owned partition (write it after)."""
         for state in self.states.values():
             state.prune(now_ms)
-        self.flush(list(self.states))
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop partitions assigned elsewhere: their new owner rebuilds them from the changelog."""

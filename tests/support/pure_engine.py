@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from agents.ingest import canonical_applier, customer_applier
-from agents.state import StateKeeper
+from agents.state import ChangelogRecord, StateKeeper
 from kpis.buckets import SumKey, merge_into
 from kpis.catalogue import KpiValues, evaluate
 from kpis.config import KpiConfig
@@ -32,9 +32,10 @@ class ChangelogTable:
         self.data: dict[bytes, bytes] = {}
         self.changelog: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
 
-    def send_changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Record a changelog write."""
-        self.changelog[partition].append((key, value))
+    def send(self, records: Iterable[ChangelogRecord]) -> None:
+        """Record changelog writes, as the worker sends them."""
+        for partition, key, value in records:
+            self.changelog[partition].append((key, value))
 
     def recovered(self, keep: Mapping[int, int] | None = None) -> ChangelogTable:
         """A table rebuilt from the changelog, keeping only the first `keep[p]` records of p."""
@@ -62,6 +63,10 @@ class Stage:
         self.keeper = StateKeeper(table, families, config)
         make = canonical_applier if kind == "events" else customer_applier
         self.applier = make(self.keeper, partitions, f"crm-kpi.{kind}")
+
+    def write(self, partitions: Iterable[int]) -> None:
+        """Write the changed state of `partitions` to the table and its changelog."""
+        self.table.send(self.keeper.write_changes(partitions))
 
 
 class PureEngine:
@@ -99,7 +104,7 @@ class PureEngine:
                 for home, raw in outcome.forwards:
                     stage.log[home].append(orjson.dumps(raw))
                 self._send_internal(stage.keeper.state(partition).take_outbox())
-                stage.keeper.flush([partition])
+                stage.write([partition])
                 stage.position[partition] = offset + 1
                 consumed += 1
         return consumed

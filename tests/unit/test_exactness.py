@@ -105,7 +105,7 @@ def test_a_crash_and_redelivery_changes_nothing(history, engine) -> None:
         crashed.events.position[partition] = 0
         for offset in range(stop):
             crashed.events.applier.apply(partition, offset, crashed.events.log[partition][offset], now_ms)
-            crashed.events.keeper.flush([partition])
+            crashed.events.write([partition])
             crashed._send_internal(crashed.events.keeper.state(partition).take_outbox())
         crashed.events.position[partition] = stop
     written = {p: len(records) for p, records in crashed.events.table.changelog.items()}

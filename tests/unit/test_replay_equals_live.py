@@ -32,6 +32,7 @@ def test_replay_two_days_later_equals_live_ingestion() -> None:
         live.run(hour_end)
         for stage in (live.events, live.customers):
             stage.keeper.prune(hour_end)
+            stage.write(range(live.partitions))
     live_values = {w: live.kpis(w, at_ms, at_ms) for w in ("7d", "30d")}
 
     replayed = PureEngine(CONFIG)
