@@ -193,6 +193,13 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
 # -- drawing ---------------------------------------------------------------------------------
 
 
+def draw_no_data(ax: Any) -> None:
+    """An empty chart: "No data" in the middle, no ticks."""
+    ax.text(0.5, 0.5, "No data", ha="center", va="center", color="#888888", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def draw_stat(ax: Any, panel: Mapping[str, Any], prom: Prometheus, values: Mapping[str, str]) -> None:
     defaults = panel["fieldConfig"]["defaults"]
     unit, decimals = defaults.get("unit", "short"), defaults.get("decimals")
@@ -227,10 +234,7 @@ def draw_timeseries(ax: Any, panel: Mapping[str, Any], prom: Prometheus,
     if defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode") == "line":
         thresholds = [s for s in defaults["thresholds"]["steps"][1:] if s["value"] is not None]
     if not lines:
-        ax.text(0.5, 0.5, "No data", ha="center", va="center", color="#888888",
-                transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        draw_no_data(ax)
         return
     factor, label = axis_scale(unit, [v for _, _, vs in lines for v in vs]
                                + [s["value"] for s in thresholds])
@@ -262,10 +266,7 @@ def draw_bars(ax: Any, panel: Mapping[str, Any], prom: Prometheus, values: Mappi
             labels.append(substitute(legend(series, query.get("legendFormat", "")), values))
             numbers.append(value)
     if not numbers:
-        ax.text(0.5, 0.5, "No data", ha="center", va="center", color="#888888",
-                transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        draw_no_data(ax)
         return
     # Make room on the left for the longest label (about 0.055 inch a character at 7 pt).
     figure_width = ax.figure.get_figwidth()

@@ -141,11 +141,19 @@ class Family:
 WINDOW_30D = 'window="30d"'
 
 
-def kpi(kpi_id: str, name: str, op: str, expr: str, comment: str) -> Rule:
-    return Rule(k(name, op), expr, comment, kpi_id)
+def kpi(kpi_id: str, op: str, expr: str, comment: str, *, name: str | None = None) -> Rule:
+    """The rule `crm_<name>:<op>` that computes catalogue KPI `kpi_id` (`name` defaults to it)."""
+    return Rule(k(name or kpi_id, op), expr, comment, kpi_id)
+
+
+def quotient_kpi(kpi_id: str, op: str, numerator: str, denominator: str, comment: str, *,
+                 name: str | None = None) -> Rule:
+    """A KPI that is one summed input over another (see `quotient`)."""
+    return kpi(kpi_id, op, quotient(s(numerator), s(denominator)), comment, name=name)
 
 
 def helper(name: str, expr: str, comment: str) -> Rule:
+    """A derived `:sum` rule (a sum no worker exports) that KPI rules read."""
     return Rule(s(name), expr, comment)
 
 
@@ -164,27 +172,25 @@ FAMILIES: tuple[Family, ...] = (
                    "deals_won + deals_lost (the win rate's denominator)"),
             helper("spend_acquisition", sum_of("spend_marketing", "spend_sales"),
                    "spend_marketing + spend_sales (the numerator of CAC)"),
-            kpi("traffic_to_lead_rate", "traffic_to_lead_rate", "ratio",
-                quotient(s("leads_created"), s("visits")), "leads_created / visits"),
-            kpi("lead_conversion_rate", "lead_conversion_rate", "ratio",
-                quotient(s("leads_converted"), s("leads_created")),
-                "leads created in W and converted / leads created in W"),
-            kpi("lead_abandonment_rate", "lead_abandonment_rate", "ratio",
-                share_not(s("leads_created"), s("leads_engaged")),
+            quotient_kpi("traffic_to_lead_rate", "ratio", "leads_created", "visits",
+                         "leads_created / visits"),
+            quotient_kpi("lead_conversion_rate", "ratio", "leads_converted", "leads_created",
+                         "leads created in W and converted / leads created in W"),
+            kpi("lead_abandonment_rate", "ratio", share_not(s("leads_created"), s("leads_engaged")),
                 "leads created in W neither touched nor converted / leads created in W"),
-            kpi("win_rate", "win_rate", "ratio", quotient(s("deals_won"), s("deals_closed")),
-                "deals_won / (deals_won + deals_lost)"),
-            kpi("avg_deal_size", "avg_deal_size", "mean",
-                quotient(s("won_revenue"), s("deals_won_with_amount")),
-                "won_revenue / deals won with a known amount"),
-            kpi("sales_cycle_seconds_avg", "sales_cycle_seconds", "mean",
-                quotient(s("sales_cycle_seconds_sum"), s("sales_cycle_deals")),
-                "mean(won - created) over deals won in W with a known creation"),
-            kpi("marketing_roi", "marketing_roi", "ratio",
+            quotient_kpi("win_rate", "ratio", "deals_won", "deals_closed",
+                         "deals_won / (deals_won + deals_lost)"),
+            quotient_kpi("avg_deal_size", "mean", "won_revenue", "deals_won_with_amount",
+                         "won_revenue / deals won with a known amount"),
+            quotient_kpi("sales_cycle_seconds_avg", "mean", "sales_cycle_seconds_sum",
+                         "sales_cycle_deals",
+                         "mean(won - created) over deals won in W with a known creation",
+                         name="sales_cycle_seconds"),
+            kpi("marketing_roi", "ratio",
                 f"(\n  ({s('won_revenue')} or 0 * {s('spend_marketing')})\n"
                 f"  - {s('spend_marketing')}\n)\n/ ({s('spend_marketing')} > 0)",
                 "(won_revenue - spend_marketing) / spend_marketing"),
-            kpi("crm_roi", "crm_roi", "ratio",
+            kpi("crm_roi", "ratio",
                 f"(\n  ({s('won_revenue')} or 0 * {s('spend_crm')})\n"
                 f"    * on () group_left () crm:gross_margin:ratio\n"
                 f"  - {s('spend_crm')}\n)\n/ ({s('spend_crm')} > 0)",
@@ -198,20 +204,23 @@ FAMILIES: tuple[Family, ...] = (
          "open_tickets", "open_tickets_at_start"),
         {"tickets_created": "tickets_created", "open_tickets": "open_tickets"},
         (
-            kpi("first_response_seconds_avg", "first_response_seconds", "mean",
+            kpi("first_response_seconds_avg", "mean",
                 f"{s('first_response_seconds_sum')}\n/ ({s('first_response_seconds_count')} > 0)",
-                "mean(first reply - created) over tickets first replied in W"),
-            kpi("first_response_seconds_p50", "first_response_seconds", "p50",
+                "mean(first reply - created) over tickets first replied in W",
+                name="first_response_seconds"),
+            kpi("first_response_seconds_p50", "p50",
                 f"histogram_quantile(0.5, {s('first_response_seconds_bucket')})\n"
                 f"and {s('first_response_seconds_count')} > 0",
-                "median first reply, interpolated within the histogram's buckets"),
-            kpi("first_response_seconds_p90", "first_response_seconds", "p90",
+                "median first reply, interpolated within the histogram's buckets",
+                name="first_response_seconds"),
+            kpi("first_response_seconds_p90", "p90",
                 f"histogram_quantile(0.9, {s('first_response_seconds_bucket')})\n"
                 f"and {s('first_response_seconds_count')} > 0",
-                "90th percentile first reply, interpolated within the histogram's buckets"),
-            kpi("resolution_seconds_avg", "resolution_seconds", "mean",
-                quotient(s("resolution_seconds_sum"), s("resolutions")),
-                "mean(first resolution - created) over tickets first resolved in W"),
+                "90th percentile first reply, interpolated within the histogram's buckets",
+                name="first_response_seconds"),
+            quotient_kpi("resolution_seconds_avg", "mean", "resolution_seconds_sum", "resolutions",
+                         "mean(first resolution - created) over tickets first resolved in W",
+                         name="resolution_seconds"),
         ),
         "crm_kpi_first_response_seconds is a windowed histogram (_bucket{le}, _sum, _count) of\n"
         "the first-reply delays of tickets first replied in W; open_tickets is the value at T.",
@@ -230,15 +239,13 @@ FAMILIES: tuple[Family, ...] = (
                    "promoters - detractors"),
             helper("csat_responses", sum_of("csat_satisfied", "csat_unsatisfied"),
                    "CSAT responses in W"),
-            kpi("nps", "nps", "score",
-                f"100 * {s('nps_net')}\n/ ({s('nps_responses')} > 0)",
+            kpi("nps", "score", f"100 * {s('nps_net')}\n/ ({s('nps_responses')} > 0)",
                 "100 * (promoters - detractors) / responses"),
-            kpi("csat", "csat", "score",
+            kpi("csat", "score",
                 f"100 * ({s('csat_satisfied')} or 0 * {s('csat_responses')})\n"
                 f"/ ({s('csat_responses')} > 0)",
                 "100 * satisfied (top-2 box) / responses"),
-            kpi("ces", "ces", "mean", quotient(s("ces_score_sum"), s("ces_responses")),
-                "mean CES score"),
+            quotient_kpi("ces", "mean", "ces_score_sum", "ces_responses", "mean CES score"),
         ),
     ),
     Family(
@@ -247,35 +254,32 @@ FAMILIES: tuple[Family, ...] = (
          "active_customers_at_start", "churned_customers", "renewals", "cancellations"),
         {"new_customers": "new_customers", "mrr": "mrr", "active_customers": "active_customers"},
         (
-            kpi("cac", "cac", "ratio", quotient(s("spend_acquisition"), s("new_customers")),
-                "(spend_marketing + spend_sales) / new_customers"),
-            kpi("arpu", "arpu", "mean", quotient(s("mrr"), s("active_customers")),
-                "mrr / active_customers (both at T)"),
-            kpi("churn_rate", "churn_rate", "ratio",
-                quotient(s("churned_customers"), s("active_customers_at_start")),
-                "customers active at T-W whose activity ended in W / customers active at T-W"),
-            kpi("retention_rate", "retention_rate", "ratio", f"1 - {k('churn_rate', 'ratio')}",
-                "1 - churn_rate"),
-            kpi("revenue_churn_rate", "revenue_churn_rate", "ratio",
-                quotient(s("mrr_churned"), s("mrr_at_start")),
-                "MRR cancelled or contracted in W (of subscriptions active at T-W) / mrr(T-W)"),
-            kpi("net_new_mrr", "net_new_mrr", "delta",
+            quotient_kpi("cac", "ratio", "spend_acquisition", "new_customers",
+                         "(spend_marketing + spend_sales) / new_customers"),
+            quotient_kpi("arpu", "mean", "mrr", "active_customers",
+                         "mrr / active_customers (both at T)"),
+            quotient_kpi("churn_rate", "ratio", "churned_customers", "active_customers_at_start",
+                         "customers active at T-W whose activity ended in W / customers active at T-W"),
+            kpi("retention_rate", "ratio", f"1 - {k('churn_rate', 'ratio')}", "1 - churn_rate"),
+            quotient_kpi("revenue_churn_rate", "ratio", "mrr_churned", "mrr_at_start",
+                         "MRR cancelled or contracted in W (of subscriptions active at T-W) / mrr(T-W)"),
+            kpi("net_new_mrr", "delta",
                 f"{s('mrr')} - {s('mrr_at_start')}\nor {s('mrr')}\nor -{s('mrr_at_start')}",
                 "mrr(T) - mrr(T-W)"),
-            kpi("renewal_rate", "renewal_rate", "ratio",
+            kpi("renewal_rate", "ratio",
                 quotient(s("renewals"), sum_of("renewals", "cancellations"),
                          s("cancellations", 'by="none"')),
                 "renewals / (renewals + cancellations); renewals are not sliced"),
-            kpi("cltv", "cltv", "ratio",
+            kpi("cltv", "ratio",
                 f"{k('arpu', 'mean')}\n  * on () group_left () crm:gross_margin:ratio\n"
                 f"/ on (tenant, by, segment) group_left ()\n"
                 f"  ({k('churn_rate', 'ratio', WINDOW_30D)} > 0)",
                 "arpu * gross_margin / churn_rate(30d), in every window"),
-            kpi("ltv_to_cac", "ltv_to_cac", "ratio",
+            kpi("ltv_to_cac", "ratio",
                 f"{k('cltv', 'ratio')}\n/ on (tenant, by, segment) group_left ()\n"
                 f"  ({k('cac', 'ratio', WINDOW_30D)} > 0)",
                 "cltv / cac(30d), in every window"),
-            kpi("retention_cost_per_customer", "retention_cost_per_customer", "ratio",
+            kpi("retention_cost_per_customer", "ratio",
                 quotient(s("spend_retention"), s("active_customers"),
                          s("active_customers", 'by="none"')),
                 "spend_retention / active_customers (at T)"),
@@ -290,13 +294,11 @@ FAMILIES: tuple[Family, ...] = (
          "carts_checked_out"),
         {"orders": "orders"},
         (
-            kpi("avg_order_value", "avg_order_value", "mean",
-                quotient(s("order_amount"), s("orders")), "sum of order amounts / orders"),
-            kpi("repeat_purchase_rate", "repeat_purchase_rate", "ratio",
-                quotient(s("repeat_buyers"), s("buyers")),
-                "customers with >= 2 orders in W / customers with >= 1 order in W"),
-            kpi("cart_abandonment_rate", "cart_abandonment_rate", "ratio",
-                share_not(s("carts_created"), s("carts_checked_out")),
+            quotient_kpi("avg_order_value", "mean", "order_amount", "orders",
+                         "sum of order amounts / orders"),
+            quotient_kpi("repeat_purchase_rate", "ratio", "repeat_buyers", "buyers",
+                         "customers with >= 2 orders in W / customers with >= 1 order in W"),
+            kpi("cart_abandonment_rate", "ratio", share_not(s("carts_created"), s("carts_checked_out")),
                 "carts created in W not checked out / carts created in W"),
         ),
     ),
@@ -305,9 +307,9 @@ FAMILIES: tuple[Family, ...] = (
         ("active_users", "records_created", "routine_tasks", "routine_task_seconds_sum"),
         {"active_users": "active_users", "records_created": "records_created"},
         (
-            kpi("routine_task_seconds_avg", "routine_task_seconds", "mean",
-                quotient(s("routine_task_seconds_sum"), s("routine_tasks")),
-                "mean duration_seconds of task.completed"),
+            quotient_kpi("routine_task_seconds_avg", "mean", "routine_task_seconds_sum",
+                         "routine_tasks", "mean duration_seconds of task.completed",
+                         name="routine_task_seconds"),
         ),
     ),
 )
