@@ -6,7 +6,7 @@ account's time zone, which `--timezone` names.
 
 from __future__ import annotations
 
-from streams.exports.fields import Row, Unmappable, short
+from streams.exports.fields import Row, Unmappable
 from streams.exports.records import Deal, ExportFormat, Lead, Ticket, channel, priority, stage_outcome
 
 SOURCE = "hubspot"
@@ -16,18 +16,10 @@ COMPANY = ("Associated Company ID", "Associated Company IDs (Primary)", "Associa
 
 def read_deal(row: Row) -> Deal:
     """A deal: closed won or lost by its stage, at its close date."""
-    outcome = stage_outcome(row.required("Deal Stage"))
-    why = f"is required for a closed {outcome} deal"
-    amount, currency = row.money("Amount")
-    return Deal(
-        created_ms=row.required_time("Create Date"),
-        outcome=outcome,
-        closed_ms=row.required_time("Close Date", why=why) if outcome else None,
-        amount=amount,
-        currency=row.code("Currency", "Deal Currency Code") or currency,
-        channel=channel(row.text(*SOURCES)),
-        customer_id=row.first_id(*COMPANY),
-        reason=short(row.text("Closed Lost Reason")),
+    return Deal.from_report(
+        row, stage_outcome(row.required("Deal Stage")), "deal", created="Create Date",
+        currencies=("Currency", "Deal Currency Code"), source=row.text(*SOURCES),
+        customer_id=row.first_id(*COMPANY), loss_reason="Closed Lost Reason",
     )
 
 

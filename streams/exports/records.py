@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from streams.events import format_time_ms
-from streams.exports.fields import Row, header_key
+from streams.exports.fields import Row, header_key, short
 
 RawEvent = dict[str, Any]
 
@@ -114,6 +114,28 @@ class Deal:
     channel: str | None = None
     customer_id: str | None = None
     reason: str | None = None
+
+    @classmethod
+    def from_report(cls, row: Row, outcome: str | None, noun: str, *, created: str,
+                    currencies: tuple[str, ...], source: str | None, customer_id: str | None,
+                    loss_reason: str) -> Deal:
+        """A deal row of a CRM report: `Amount`, and a `Close Date` required once it is closed.
+
+        `created` and `loss_reason` name those columns; the first filled `currencies` column,
+        else a code or symbol in the amount, gives the currency; `source` is the channel label.
+        """
+        amount, amount_currency = row.money("Amount")
+        why = f"is required for a closed {outcome} {noun}"
+        return cls(
+            created_ms=row.required_time(created),
+            outcome=outcome,
+            closed_ms=row.required_time("Close Date", why=why) if outcome else None,
+            amount=amount,
+            currency=row.code(*currencies) or amount_currency,
+            channel=channel(source),
+            customer_id=customer_id,
+            reason=short(row.text(loss_reason)),
+        )
 
     def events(self, record: Record) -> list[RawEvent]:
         """`deal.created`, plus `deal.won` (with the amount) or `deal.lost`."""

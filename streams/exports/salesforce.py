@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from streams.exports.fields import Row, short
+from streams.exports.fields import Row
 from streams.exports.records import Deal, ExportFormat, Lead, Ticket, channel, priority, stage_outcome
 
 SOURCE = "salesforce"
@@ -45,18 +45,10 @@ def _outcome(row: Row) -> str | None:
 
 def read_opportunity(row: Row) -> Deal:
     """An opportunity: won or lost by its `Won`/`Closed` checkboxes (else its stage)."""
-    outcome = _outcome(row)
-    why = f"is required for a closed {outcome} opportunity"
-    amount, currency = row.money("Amount")
-    return Deal(
-        created_ms=row.required_time("Created Date"),
-        outcome=outcome,
-        closed_ms=row.required_time("Close Date", why=why) if outcome else None,
-        amount=amount,
-        currency=row.code("Opportunity Currency", "Currency") or currency,
-        channel=channel(row.text("Lead Source")),
-        customer_id=_account(row, "Account ID"),
-        reason=short(row.text("Loss Reason")),
+    return Deal.from_report(
+        row, _outcome(row), "opportunity", created="Created Date",
+        currencies=("Opportunity Currency", "Currency"), source=row.text("Lead Source"),
+        customer_id=_account(row, "Account ID"), loss_reason="Loss Reason",
     )
 
 
