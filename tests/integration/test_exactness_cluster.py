@@ -17,7 +17,7 @@ from kpis.timebase import HOUR_MS, WINDOWS
 from streams.events import format_time_ms
 from tests.oracle.history import FX_RATES, generate_history, write_jsonl
 from tests.oracle.kpis import compute_kpis, events_processed
-from tests.support.engine import EngineEnv, WorkerProcess, wait_for
+from tests.support.engine import EngineEnv, WorkerProcess, fx_rates_variable, replay_until_applied
 from tests.support.kafka import KafkaBroker
 from tests.unit.test_exactness import assert_same
 
@@ -46,17 +46,12 @@ def test_two_workers_equal_the_oracle(kafka_broker: KafkaBroker, redis_server: E
     at_ms = now_ms // HOUR_MS * HOUR_MS
     events = generate_history(11, end=datetime.fromtimestamp(at_ms / 1000, tz=UTC), n_events=20_000)
     write_jsonl(events, tmp_path / "history.jsonl")
-    fx = ",".join(f"{code}={rate}" for code, rate in FX_RATES.items())
     env = EngineEnv(kafka_broker.bootstrap, redis_server.address, tmp_path, unique_name,
-                    extra={"CRMKPI_FX_RATES": fx, "CRMKPI_GROSS_MARGIN": "0.8"})
+                    extra={"CRMKPI_FX_RATES": fx_rates_variable(FX_RATES), "CRMKPI_GROSS_MARGIN": "0.8"})
     workers = [WorkerProcess(env, tmp_path).start() for _ in range(2)]
     try:
-        replay = env.run("replay", str(tmp_path / "history.jsonl"), timeout=300)
-        assert replay.returncode == 0, replay.stderr.decode()[-2000:]
-        expected_count = events_processed(events)
-        status = wait_for(workers[0], "/api/status",
-                          lambda s: s["events_processed"] == expected_count and s["lag"] == 0,
-                          timeout=300)
+        status = replay_until_applied(env, tmp_path / "history.jsonl", workers[0],
+                                      events_processed(events), timeout=300)
         assert status["partitions"] == [0, 1, 2, 3]
         at = format_time_ms(at_ms)
         at_dt = datetime.fromtimestamp(at_ms / 1000, tz=UTC)

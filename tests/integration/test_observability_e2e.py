@@ -43,7 +43,7 @@ from streams.events import format_time_ms, parse_time_ms
 from streams.gateway.signing import signed_headers
 from tests.oracle.history import FX_RATES, generate_history, write_jsonl
 from tests.oracle.kpis import events_processed
-from tests.support.engine import EngineEnv, WorkerProcess, wait_for
+from tests.support.engine import EngineEnv, WorkerProcess, fx_rates_variable, replay_until_applied
 from tests.support.kafka import KafkaBroker
 from tests.support.prometheus import PrometheusServer, http_get
 
@@ -352,20 +352,16 @@ def test_rules_and_dashboards_agree_with_the_api(
     events = generate_history(SEED, end=end, n_events=N_EVENTS)
     events, later = held_back(events, now_ms)
     write_jsonl(events, tmp_path / "history.jsonl")
-    fx = ",".join(f"{code}={rate}" for code, rate in FX_RATES.items())
     env = EngineEnv(kafka_broker.bootstrap, redis_server.address, tmp_path, unique_name,
-                    extra={"CRMKPI_FX_RATES": fx, "CRMKPI_GROSS_MARGIN": GROSS_MARGIN,
+                    extra={"CRMKPI_FX_RATES": fx_rates_variable(FX_RATES),
+                           "CRMKPI_GROSS_MARGIN": GROSS_MARGIN,
                            "CRMKPI_TENANTS": f"default,{PROBE_TENANT}"})
     workers = [WorkerProcess(env, tmp_path).start() for _ in range(2)]
     gateway = GatewayProcess(env, tmp_path)
     prometheus: PrometheusServer | None = None
     try:
-        replay = env.run("replay", str(tmp_path / "history.jsonl"), timeout=300)
-        assert replay.returncode == 0, replay.stderr.decode()[-2000:]
-        expected = events_processed(events)
-        status = wait_for(workers[0], "/api/status",
-                          lambda s: s["events_processed"] == expected and s["lag"] == 0,
-                          timeout=180)
+        status = replay_until_applied(env, tmp_path / "history.jsonl", workers[0],
+                                      events_processed(events), timeout=180)
         assert status["partitions"] == [0, 1, 2, 3]
 
         # The gateway: accepted, duplicate and unauthorized requests, for the engine board.

@@ -123,3 +123,18 @@ def wait_for(worker: WorkerProcess, path: str, ready: Callable[[Mapping[str, Any
             return body
         time.sleep(0.5)
     raise AssertionError(f"{path} not ready after {timeout} s; last answer {last}\n{worker.log_tail()}")
+
+
+def fx_rates_variable(rates: Mapping[str, str]) -> str:
+    """The `CRMKPI_FX_RATES` value of a rate table: `EUR=1.08,GBP=1.27`."""
+    return ",".join(f"{code}={rate}" for code, rate in rates.items())
+
+
+def replay_until_applied(env: EngineEnv, history: Path, worker: WorkerProcess, processed: int,
+                         timeout: float) -> Mapping[str, Any]:
+    """Run `crm-kpi replay HISTORY` and wait until `worker` reports `processed` events and no
+    lag; return its status."""
+    replay = env.run("replay", str(history), timeout=300)
+    assert replay.returncode == 0, replay.stderr.decode()[-2000:]
+    return wait_for(worker, "/api/status",
+                    lambda s: s["events_processed"] == processed and s["lag"] == 0, timeout=timeout)
