@@ -6,16 +6,20 @@ import asyncio
 import hmac
 import logging
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 import orjson
 from aiohttp import web
+from faust.types import Message
+from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -31,6 +35,7 @@ from agents.exporters.insights import (
     forecast_response,
 )
 from agents.exporters.metrics import KpiCollector
+from agents.fetch import BatchingTransport, queue_sink
 from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
 from crmkpi.discovery import Services
@@ -48,6 +53,8 @@ PRUNE_SECONDS = 60.0
 # How long a batch may wait to fill: bigger batches write fewer changelog records per event
 # (one per changed key per batch), at the cost of at most this much latency.
 BATCH_WITHIN_S = 0.25
+# Fetched lists of records (one partition's new records each) waiting for the applier.
+QUEUED_FETCHES = 64
 
 
 def free_port_from(port: int, bind: str) -> int:
@@ -109,6 +116,9 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
         )
+        # Records of the events topic reach their stage in bulk (agents/fetch.py).
+        self.transport = BatchingTransport(self.app.conf.broker_consumer, self.app)
+        self.app.transport = self.transport
         self.deadletters = self.app.topic(topics.deadletter, key_serializer="raw",
                                           value_serializer="raw", partitions=settings.partitions)
         config = settings.kpi_config
@@ -208,19 +218,16 @@ class Worker:
         app = self.app
         batch_size = self.settings.batch_size
 
-        @app.agent(self.events.topic, name="apply-events", concurrency=1)
-        async def apply_events(stream: Any) -> None:
-            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
-                await self._process(self.events, batch)
-                for event in batch:
-                    await stream.ack(event)
-
-        @app.agent(self.customers.topic, name="apply-customers", concurrency=1)
-        async def apply_customers(stream: Any) -> None:
-            async for batch in stream.noack_take(batch_size, within=BATCH_WITHIN_S):
-                await self._process(self.customers, batch)
-                for event in batch:
-                    await stream.ack(event)
+        # Both input topics reach their stages in bulk (agents/fetch.py): the events topic,
+        # which third-party producers may fill with one event per record, and the customer
+        # topic. Their queues are cleared by Faust when a rebalance begins and ends.
+        for stage in (self.events, self.customers):
+            fetched: FlowControlQueue[list[Message]] = FlowControlQueue(
+                flow_control=app.flow_control, clear_on_resume=True)
+            app.topics.add(stage.topic)  # subscribed; records go to `fetched`, not a stream
+            self.transport.batch_sinks[stage.topic.get_topic_name()] = queue_sink(
+                fetched, QUEUED_FETCHES, app.flow_control)
+            app.task(partial(self._apply_batches, stage, fetched, batch_size))
 
         @app.timer(PRUNE_SECONDS)
         async def prune() -> None:
@@ -261,16 +268,15 @@ class Worker:
                 log.exception("refreshing forecasts and anomaly scores failed")
 
         # Every rebalance revokes all partitions and then assigns the new set. Faust resumes
-        # the changelog of a partition it keeps where it stopped, so the state of kept
-        # partitions must survive; only partitions assigned elsewhere are forgotten (a
-        # partition that comes back is recovered from the changelog's start).
+        # the changelog of a partition it keeps where it stopped, so the table rows of kept
+        # partitions must survive; rows of partitions assigned elsewhere are dropped (one that
+        # comes back is recovered from the changelog's start). Decoded states are rebuilt.
         @cast(Any, app.on_partitions_assigned).connect
         async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
             self.recovered = False  # until the tables of the new assignment are recovered
             for stage in (self.events, self.customers):
                 topic = stage.topic.get_topic_name()
-                kept = {tp.partition for tp in assigned if tp.topic == topic}
-                stage.keeper.forget(p for p in list(stage.keeper.states) if p not in kept)
+                stage.keeper.reassign({tp.partition for tp in assigned if tp.topic == topic})
 
         now = wall_ms
         partials = self.global_partials
@@ -317,7 +323,47 @@ class Worker:
     async def _health_response(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker": self.worker_id})
 
-    async def _process(self, stage: Stage, batch: list[Any]) -> None:
+    async def _apply_batches(self, stage: Stage, fetched: FlowControlQueue[list[Message]],
+                             batch_size: int) -> None:
+        """Apply the stage's fetched records in batches, forever; a failure stops the worker.
+
+        A batch waits at most BATCH_WITHIN_S to fill. Records fetched before the current
+        rebalance generation (or of partitions no longer assigned) are dropped unapplied, as
+        Faust's streams drop them: Faust seeks back to the committed offsets after every
+        rebalance, so they come again if this worker still owns them.
+        """
+        app, consumer = self.app, self.app.consumer
+        try:
+            while not app.should_stop:
+                batch = await fetched.get()
+                deadline = time.monotonic() + BATCH_WITHIN_S
+                while len(batch) < batch_size:
+                    if not fetched.empty():
+                        batch += fetched.get_nowait()
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch += await asyncio.wait_for(fetched.get(), remaining)
+                    except TimeoutError:
+                        break
+                generation, assigned = app.consumer_generation_id, consumer.assignment()
+                if not app.flow_control.is_active():
+                    continue
+                batch = [m for m in batch if m.generation_id == generation and m.tp in assigned]
+                for message in batch:  # in flight: a rebalance now waits for their acks
+                    consumer.track_message(message)
+                await self._process(stage, batch)
+                for message in batch:
+                    consumer.ack(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the agent cannot go on: let the worker stop and restart
+            log.exception("applying %s failed", stage.topic.get_topic_name())
+            await app.crash(exc)
+
+    async def _process(self, stage: Stage, messages: list[Message]) -> None:
         """Apply a batch, send what it produced, then write the changed state.
 
         Dead letters, forwards and internal events are acknowledged by Kafka before the state
@@ -329,7 +375,6 @@ class Worker:
             now = wall_ms()
             touched = set()
             sends = []
-            messages = [event.message for event in batch]
             for message in messages:
                 touched.add(message.partition)
                 outcome = stage.applier.apply(message.partition, message.offset, message.value, now)

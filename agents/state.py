@@ -4,7 +4,7 @@ The table holds one changelog record per state record of `kpis.partition`, keyed
 `<partition>|<record key>`. The worker keeps decoded `PartitionState`s for the partitions it
 owns, loads one from the recovered table the first time it is needed, writes what changed
 after each batch (returning the changelog records for the worker to send and await), and
-forgets a partition when it is revoked.
+decodes them again after every rebalance.
 """
 
 from __future__ import annotations
@@ -64,13 +64,17 @@ class StateKeeper:
         for state in self.states.values():
             state.prune(now_ms)
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Drop partitions assigned elsewhere: their new owner rebuilds them from the changelog."""
-        for partition in partitions:
-            if self.states.pop(partition, None) is not None:
-                prefix = f"{partition}|".encode()
-                for key in [k for k in self.table.data if k.startswith(prefix)]:
-                    del self.table.data[key]
+    def reassign(self, kept: set[int]) -> None:
+        """After a rebalance: drop the rows of partitions assigned elsewhere (their new owner
+        rebuilds them from the changelog) and every decoded state, kept partitions included.
+
+        A kept partition is decoded again on first use, from its table rows as the recovery
+        left them: if this worker lost its group membership for a while (a long pause), the
+        partition may have had another owner whose changelog writes only the table has.
+        """
+        self.states.clear()
+        for key in [k for k in self.table.data if int(k.split(b"|", 1)[0]) not in kept]:
+            del self.table.data[key]
 
     def window_totals(
         self, partitions: Iterable[int], window: str, at_ms: int, now_ms: int

@@ -41,8 +41,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.state import StateKeeper
 from crmkpi.embedded import free_port
 from kpis.catalogue import DIMENSIONS
+from kpis.families import FAMILIES
 from kpis.timebase import HOUR_MS, WINDOWS
 from streams.codec import UndecodableRecord, decode_record
 from streams.events import InvalidEvent, format_time_ms, parse_event
@@ -52,7 +54,8 @@ from streams.topics import Topics
 from tests.oracle.history import FX_RATES
 from tests.oracle.kpis import compute_kpis, events_processed
 from tests.support.engine import EngineEnv, WorkerProcess
-from tests.unit.test_exactness import assert_same
+from tests.support.pure_engine import ChangelogTable
+from tests.unit.test_exactness import CONFIG, assert_same
 
 PARTITIONS = 4
 FX = ",".join(f"{code}={rate}" for code, rate in FX_RATES.items())
@@ -61,6 +64,7 @@ SETTLE_SECONDS = 240.0
 STABLE_SECONDS = 10.0  # how long a settled answer must hold
 READ_SECONDS = 60.0
 LAG_SAMPLE = re.compile(r'^crm_consumer_lag\{partition="(\d+)",topic="([^"]+)"\} (\S+)$')
+PROCESSED_SAMPLE = re.compile(r'^crm_events_processed_total\{partition="(\d+)"\} (\S+)$', re.M)
 # Redis databases 1-15 in turn: besides its namespace, each deployment gets a database of its
 # own, so nothing an earlier test left in Redis can meet a later one.
 _REDIS_DBS = itertools.cycle(range(1, 16))
@@ -370,7 +374,8 @@ class Deployment:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > quiet:
                     raise OracleMismatch(f"{last['events_processed']} events processed with no "
-                                         f"lag, {expected} distinct published: lost")
+                                         f"lag, {expected} distinct published: lost\n"
+                                         + self.loss_report())
             else:
                 idle_since = None
             time.sleep(0.5)
@@ -384,6 +389,36 @@ class Deployment:
         time.sleep(STABLE_SECONDS)
         again = self.status()
         return again is not None and again["lag"] == 0 and again["events_processed"] == expected
+
+    def loss_report(self) -> str:
+        """Per events partition: distinct valid events published, processed by the live owner,
+        processed in the state rebuilt from the changelog, committed and end offsets."""
+        records = read_records(self.bootstrap, self.topics.events)
+        published = {p: events_processed(valid_events(events_of(
+            r for r in records if r.partition == p))) for p in range(PARTITIONS)}
+        live: dict[int, str] = {}
+        for worker in self.workers:
+            try:
+                with urllib.request.urlopen(worker.url + "/metrics", timeout=10) as response:  # noqa: S310
+                    text = response.read().decode()
+            except (urllib.error.URLError, OSError):
+                continue
+            for partition, value in PROCESSED_SAMPLE.findall(text):
+                live[int(partition)] = f"{float(value):.0f} (worker {worker.port})"
+        table = ChangelogTable()
+        for record in read_records(self.bootstrap, f"{self.env.namespace}-"
+                                   f"{self.topics.state_table}-changelog"):
+            if record.value is None:
+                table.data.pop(record.key, None)
+            else:
+                table.data[record.key] = record.value
+        keeper = StateKeeper(table, tuple(f for f in FAMILIES if f.stage == "events"), CONFIG)
+        committed = committed_offsets(self.bootstrap, self.env.namespace)
+        ends = end_offsets(self.bootstrap, self.topics.events)
+        return "\n".join(
+            f"partition {p}: published {published[p]}, live {live.get(p, '-')}, changelog "
+            f"{keeper.state(p).counters.processed}, committed "
+            f"{committed.get((self.topics.events, p))}, end {ends[p]}" for p in range(PARTITIONS))
 
     def log_tails(self) -> str:
         """The last lines of every worker's log."""

@@ -1,0 +1,160 @@
+"""Faust's Kafka consumer with a bulk path for the engine's input topics.
+
+Faust hands every record to its agents one at a time (a task pair, a decode, a queue put and
+an `Event` per record), which caps a worker at a few thousand records per second whatever the
+work per record. The engine applies records in batches anyway, so for the topics registered
+here the consumer hands each fetched partition's records over as one list. Everything else
+Faust does stays: group membership, table changelogs and recovery, offset commits, flow
+control and seeks.
+
+The bulk path also closes a hole in Faust's own one: a partition's records are delivered
+without a hole from where it was last sought to. Faust takes the offset it seeks to for the
+last record read, so after a fetch of exactly that record is dropped (around a rebalance) the
+next record passes as the following one, and its commit (which checks the acked offsets
+against the committed one with the same off-by-one) skips the dropped record for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import cached_property
+from itertools import pairwise
+from typing import Any, cast
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+log = logging.getLogger("crm-kpi.fetch")
+
+# Receives the new records of one partition, in offset order.
+BatchSink = Callable[[list[Message]], Awaitable[None]]
+
+
+class BatchingConsumer(faust_aiokafka.Consumer):
+    """Hands records of topics with a registered sink over in bulk; the rest as Faust does."""
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Deliver bulk topics' records to their sinks, then yield the others one by one.
+
+        Bulk records fetched while the generation changed may predate the seek that ends a
+        rebalance: they are dropped, and fetched again from the committed offsets.
+        """
+        fetched_in = self.app.consumer_generation_id
+        records, active = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:  # a rebalance began: drop, and seek back to the commits
+            await self.perform_seek()
+            return
+        generation = self.app.consumer_generation_id
+        sinks = self._sinks
+        others: dict[TP, list[Any]] = {}
+        for tp, batch in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                return
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            sink = sinks.get(tp.topic)
+            if sink is None:
+                others[tp] = batch
+                continue
+            if generation != fetched_in:
+                continue
+            messages = await self._take_new(tp, batch)
+            if messages:
+                await sink(messages)
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(others):
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, to_message(tp, record)
+
+    async def perform_seek(self) -> None:
+        """Seek every partition to its committed offset (bulk ones without one: to the start),
+        and expect each bulk partition's next record there."""
+        await super().perform_seek()
+        bulk = [tp for tp in self.assignment() if tp.topic in self._sinks]
+        uncommitted = [tp for tp in bulk if not self._committed_offset.get(tp)]
+        # Kafka's seek to the committed offset leaves these where they were.
+        earliest = await self.earliest_offsets(*uncommitted) if uncommitted else {}
+        for tp in uncommitted:
+            await self.seek(tp, earliest[tp])
+        self._expected.clear()
+        self._expected.update(
+            (tp, self._committed_offset.get(tp) or earliest[tp]) for tp in bulk)
+
+    async def _take_new(self, tp: TP, batch: list[Any]) -> list[Message]:
+        """The fetched records as messages, if they follow what was delivered before.
+
+        Records before the next expected offset are delivered again: applying a record twice
+        changes nothing (kpis/partition.py), losing one does. A jump past it is first taken for
+        records fetched and dropped, so the partition is sought back and they come again; only
+        the same jump seen twice becomes a gap (offsets that hold no record, e.g. transaction
+        markers) the commits may skip.
+        """
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        if not batch:
+            return []
+        expected, first = self._expected.get(tp), batch[0].offset
+        if expected is not None and first > expected:
+            jump = (tp, expected, first)
+            if jump not in self._jumps_seen:
+                self._jumps_seen.add(jump)
+                log.warning("%s: offsets %s..%s were not delivered; reading them again",
+                            tp, expected, first - 1)
+                await self.seek(tp, expected)
+                return []
+            await self._skip(tp, expected, first)
+        for before, record in pairwise(batch):  # inside one fetch: only markers
+            await self._skip(tp, before.offset + 1, record.offset)
+        last = batch[-1].offset
+        self._expected[tp] = max(expected or 0, last + 1)
+        self._read_offset[tp] = last
+        return [self._to_message(tp, record) for record in batch]
+
+    async def _skip(self, tp: TP, start: int, end: int) -> None:
+        """Let the commits move across the offsets `start`..`end - 1`, which hold no record."""
+        if end > start and self.app.topics.acks_enabled_for(tp.topic):
+            await self._add_gap(tp, start, end - 1)
+
+    @property
+    def _sinks(self) -> dict[str, BatchSink]:
+        return cast(BatchingTransport, self.transport).batch_sinks
+
+    @cached_property
+    def _expected(self) -> dict[TP, int]:
+        return {}
+
+    @cached_property
+    def _jumps_seen(self) -> set[tuple[TP, int, int]]:
+        return set()
+
+
+def queue_sink(queue: FlowControlQueue[list[Message]], limit: int,
+               flow_control: FlowControlEvent) -> BatchSink:
+    """A sink that appends to `queue`, pausing the fetcher while `limit` lists wait in it.
+
+    It never blocks inside the queue: Faust clears queues when a rebalance begins without
+    waking blocked putters, which would leave the fetcher (and so the table recovery) stuck.
+    """
+
+    async def put(messages: list[Message]) -> None:
+        while queue.qsize() >= limit and flow_control.is_active():
+            await asyncio.sleep(0.005)
+        queue.put_nowait(messages)
+
+    return put
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    """The aiokafka transport with `BatchingConsumer`; `batch_sinks` maps topic → sink."""
+
+    Consumer = BatchingConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_sinks: dict[str, BatchSink] = {}
