@@ -45,7 +45,7 @@ from kpis.families import FAMILIES
 from streams.codec import encode_batches
 from streams.events import parse_time_ms
 from streams.internal import encode_internal
-from streams.topics import partition_for
+from streams.topics import partition_for, routed_for
 
 log = logging.getLogger("crm-kpi.worker")
 Answer = Callable[[web.Request], Awaitable[web.Response]]
@@ -377,7 +377,8 @@ class Worker:
             sends = []
             for message in messages:
                 touched.add(message.partition)
-                outcome = stage.applier.apply(message.partition, message.offset, message.value, now)
+                outcome = stage.applier.apply(message.partition, message.offset, message.value, now,
+                                              message.headers)
                 for value, headers in outcome.dead_letters:
                     sends.append(await self.deadletters.send(value=value, headers=headers))
                 for partition, raw in outcome.forwards:
@@ -393,15 +394,26 @@ class Worker:
     async def _write_state(self, stage: Stage, partitions: Iterable[int]) -> None:
         """Write the changed state of `partitions` and wait until Kafka has its changelog.
 
-        The records go straight to the producer: Faust's `send_changelog` buffer may still
-        hold records when the consumer commits (its flush gives up after 0.1 s without
-        progress), and a crash then would lose state whose input offsets are committed.
+        The records go straight to the Kafka client, as one record batch per partition (more
+        when they exceed the batch size): Faust's `send_changelog` buffer may still hold
+        records when the consumer commits (its flush gives up after 0.1 s without progress),
+        and a crash then would lose state whose input offsets are committed.
         """
-        send = self.app.producer.send
+        producer = cast(Any, self.app.producer)._ensure_producer()
         changelog = stage.table.changelog_topic.get_topic_name()
-        futures = [await send(changelog, key, value, partition, None, None)
-                   for partition, key, value in stage.keeper.write_changes(partitions)]
-        for future in futures:
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        for partition, key, value in stage.keeper.write_changes(partitions):
+            by_partition[partition].append((key, value))
+        sent = []
+        for partition, records in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    sent.append(await producer.send_batch(batch, changelog, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # a first one always fits
+            sent.append(await producer.send_batch(batch, changelog, partition=partition))
+        for future in sent:
             await future
 
     async def _send_internal(self, stage: Stage, partitions: set[int]) -> list[Any]:
@@ -410,5 +422,6 @@ class Worker:
             for tenant, (key, event_type, time_ms, data) in stage.keeper.state(partition).take_outbox():
                 target = partition_for(key.encode(), self.settings.partitions)
                 by_partition[target].append(encode_internal(tenant, event_type, time_ms, data))
-        return [await self.customers.topic.send(value=record, partition=target)
+        headers = [routed_for(self.settings.partitions)]
+        return [await self.customers.topic.send(value=record, partition=target, headers=headers)
                 for target, values in by_partition.items() for record in encode_batches(values)]

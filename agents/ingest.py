@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from kpis.partition import position
 from streams.codec import UndecodableRecord, decode_record
 from streams.events import Event, InvalidEvent, parse_event
 from streams.internal import decode_internal
-from streams.topics import partition_for, routing_key
+from streams.topics import partition_for, routed_for, routing_key
 
 log = logging.getLogger("crm-kpi.ingest")
 
@@ -49,11 +49,13 @@ class RecordOutcome:
 class RecordApplier:
     """Decodes, validates and applies the events of a record to the partition's state."""
 
-    def __init__(self, keeper: StateKeeper, parse: Parser, home: Router, topic: str) -> None:
+    def __init__(self, keeper: StateKeeper, parse: Parser, home: Router, topic: str,
+                 partitions: int) -> None:
         self.keeper = keeper
         self.topic = topic
         self.parse = parse
         self.home = home
+        self.routed = routed_for(partitions)
         self.last_applied_ms = 0
         # Per partition, the offset after the last record whose batch is done: applied, its
         # sends acknowledged and its state written (what `lag` counts from).
@@ -63,9 +65,15 @@ class RecordApplier:
         """Mark Kafka messages (with `partition` and `offset`) as done: applied, sent, written."""
         self.next_offsets.update((m.partition, m.offset + 1) for m in messages)
 
-    def apply(self, partition: int, offset: int, value: bytes | None, now_ms: int) -> RecordOutcome:
-        """Apply one record; invalid events become dead letters, misrouted ones forwards."""
+    def apply(self, partition: int, offset: int, value: bytes | None, now_ms: int,
+              headers: Container[Any] | None = None) -> RecordOutcome:
+        """Apply one record; invalid events become dead letters, misrouted ones forwards.
+
+        Records of the engine's own producers, routed for this partition count (a header),
+        are not routed again.
+        """
         outcome = RecordOutcome()
+        routed = headers is not None and self.routed in headers
         state = self.keeper.state(partition)
         provenance = [("topic", self.topic.encode()), ("partition", str(partition).encode()),
                       ("offset", str(offset).encode())]
@@ -79,8 +87,7 @@ class RecordApplier:
             pos = position(offset, index)
             try:
                 event = self.parse(raw, now_ms)
-                home = self.home(raw)
-                if home != partition:
+                if not routed and (home := self.home(raw)) != partition:
                     outcome.forwards.append((home, raw))
                     continue
                 state.apply(event, pos, now_ms)
@@ -115,7 +122,8 @@ def canonical_applier(keeper: StateKeeper, partitions: int, topic: str) -> Recor
     def parse(raw: Any, now_ms: int) -> Event:
         return parse_event(raw, now_ms=now_ms, known_currencies=currencies, known_tenants=tenants)
 
-    return RecordApplier(keeper, parse, lambda raw: partition_for(routing_key(raw), partitions), topic)
+    return RecordApplier(keeper, parse, lambda raw: partition_for(routing_key(raw), partitions), topic,
+                         partitions)
 
 
 def customer_applier(keeper: StateKeeper, partitions: int, topic: str) -> RecordApplier:
@@ -130,4 +138,4 @@ def customer_applier(keeper: StateKeeper, partitions: int, topic: str) -> Record
     def home(raw: Any) -> int:
         return partition_for(str(raw[3]["customer_id"]).encode(), partitions)
 
-    return RecordApplier(keeper, parse, home, topic)
+    return RecordApplier(keeper, parse, home, topic, partitions)

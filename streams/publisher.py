@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.codec import encode_batches
-from streams.topics import Topics, partition_for, routing_key
+from streams.topics import Topics, partition_for, routed_for, routing_key
 
 DEFAULT_TOPICS = Topics()
 
@@ -74,8 +74,10 @@ class EventPublisher:
         for event in events:
             partition = partition_for(routing_key(event), self._partitions)
             by_partition[partition].append(orjson.dumps(event))
+        headers = [routed_for(self._partitions)]
         sends = [
-            await self.producer.send(self.topics.events, record, partition=partition)
+            await self.producer.send(self.topics.events, record, partition=partition,
+                                     headers=headers)
             for partition, encoded in by_partition.items()
             for record in encode_batches(encoded)
         ]

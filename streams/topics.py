@@ -77,6 +77,16 @@ ROUTING_FIELD: dict[str, str] = {
 }
 
 
+# The engine's own producers mark each record with the partition count they routed its events
+# for: a consumer with the same count need not route every event again to find misrouted ones.
+ROUTED_FOR = "crm-kpi-routed-for"
+
+
+def routed_for(partitions: int) -> tuple[str, bytes]:
+    """The record header saying every event in the record is on its home partition."""
+    return (ROUTED_FOR, str(partitions).encode())
+
+
 def routing_key(raw: Mapping[str, Any]) -> bytes:
     """The Kafka key of a canonical event (already validated): its entity id, else its own id."""
     field = ROUTING_FIELD.get(raw["type"])

@@ -1,0 +1,47 @@
+"""The record applier: misrouted events are forwarded unless the engine's producers routed them."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from agents.ingest import RecordApplier, canonical_applier
+from agents.state import StateKeeper
+from kpis.config import KpiConfig
+from kpis.families import FAMILIES
+from streams.events import parse_time_ms
+from streams.topics import partition_for, routed_for, routing_key
+from tests.support.pure_engine import ChangelogTable
+
+PARTITIONS = 4
+NOW_MS = parse_time_ms("2026-11-21T00:00:00Z")
+LEADS = [{"id": f"e{n}", "source": "test", "occurred_at": "2026-11-20T10:00:00Z",
+          "type": "lead.created", "data": {"lead_id": f"lead-{n}"}} for n in range(40)]
+
+
+@pytest.fixture
+def applier() -> RecordApplier:
+    keeper = StateKeeper(ChangelogTable(), tuple(f for f in FAMILIES if f.stage == "events"),
+                         KpiConfig())
+    return canonical_applier(keeper, PARTITIONS, "crm-kpi.events")
+
+
+@pytest.mark.parametrize("headers", [None, (), (routed_for(PARTITIONS + 1),)],
+                         ids=["no headers", "empty", "routed for another count"])
+def test_events_off_their_partition_are_forwarded_home(
+    applier: RecordApplier, headers: tuple[tuple[str, bytes], ...] | None
+) -> None:
+    outcome = applier.apply(0, 7, orjson.dumps(LEADS), NOW_MS, headers)
+    assert outcome.dead_letters == []
+    homes = {raw["id"]: partition_for(routing_key(raw), PARTITIONS) for raw in LEADS}
+    assert outcome.forwards == [(homes[raw["id"]], raw) for raw in LEADS if homes[raw["id"]] != 0]
+    assert applier.keeper.state(0).counters.processed == sum(home == 0 for home in homes.values())
+
+
+def test_records_routed_for_this_partition_count_are_applied_where_they_are(
+    applier: RecordApplier,
+) -> None:
+    outcome = applier.apply(0, 7, orjson.dumps(LEADS), NOW_MS, (routed_for(PARTITIONS),))
+    assert outcome.dead_letters == []
+    assert outcome.forwards == []
+    assert applier.keeper.state(0).counters.processed == len(LEADS)
