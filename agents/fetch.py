@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cached_property
 from itertools import pairwise
@@ -29,6 +30,9 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 log = logging.getLogger("crm-kpi.fetch")
 
+# How often the same jump past the next expected offset must come, with no fetched records of
+# the partition dropped before, to be taken for offsets without a record.
+GAP_CONFIRMATIONS = 3
 # Receives the new records of one partition, in offset order.
 BatchSink = Callable[[list[Message]], Awaitable[None]]
 
@@ -52,20 +56,26 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         generation = self.app.consumer_generation_id
         sinks = self._sinks
         others: dict[TP, list[Any]] = {}
-        for tp, batch in records.items():
-            if not self.flow_active or self.app.consumer_generation_id != generation:
-                return
-            if active is not None and tp not in active and tp not in self._buffered_partitions:
-                continue
-            sink = sinks.get(tp.topic)
-            if sink is None:
-                others[tp] = batch
-                continue
-            if generation != fetched_in:
-                continue
-            messages = await self._take_new(tp, batch)
-            if messages:
-                await sink(messages)
+        taken: set[TP] = set()
+        try:
+            for tp, batch in records.items():
+                if not self.flow_active or self.app.consumer_generation_id != generation:
+                    return
+                if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    continue
+                sink = sinks.get(tp.topic)
+                if sink is None:
+                    others[tp] = batch
+                    continue
+                if generation != fetched_in:
+                    continue
+                taken.add(tp)
+                messages = await self._take_new(tp, batch)
+                if messages:
+                    await sink(messages)
+        finally:  # what was fetched and not taken must come again: see _take_new
+            self._dropped.update(tp for tp, batch in records.items()
+                                 if batch and tp.topic in sinks and tp not in taken)
         to_message = self._to_message
         for tp, record in self.scheduler.iterate(others):
             if not self.flow_active or self.app.consumer_generation_id != generation:
@@ -83,6 +93,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         earliest = await self.earliest_offsets(*uncommitted) if uncommitted else {}
         for tp in uncommitted:
             await self.seek(tp, earliest[tp])
+        self._dropped.clear()
         self._expected.clear()
         self._expected.update(
             (tp, self._committed_offset.get(tp) or earliest[tp]) for tp in bulk)
@@ -91,10 +102,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         """The fetched records as messages, if they follow what was delivered before.
 
         Records before the next expected offset are delivered again: applying a record twice
-        changes nothing (kpis/partition.py), losing one does. A jump past it is first taken for
-        records fetched and dropped, so the partition is sought back and they come again; only
-        the same jump seen twice becomes a gap (offsets that hold no record, e.g. transaction
-        markers) the commits may skip.
+        changes nothing (kpis/partition.py), losing one does. A jump past it, after fetched
+        records of the partition were dropped, is those records: the partition is sought back
+        and they come again. Without a drop, only the same jump seen GAP_CONFIRMATIONS times
+        becomes a gap (offsets that hold no record, e.g. transaction markers) the commits skip.
         """
         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         if not batch:
@@ -102,13 +113,17 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         expected, first = self._expected.get(tp), batch[0].offset
         if expected is not None and first > expected:
             jump = (tp, expected, first)
-            if jump not in self._jumps_seen:
-                self._jumps_seen.add(jump)
+            if tp in self._dropped or self._jumps_seen[jump] < GAP_CONFIRMATIONS:
+                if tp not in self._dropped:
+                    self._jumps_seen[jump] += 1
+                self._dropped.discard(tp)
                 log.warning("%s: offsets %s..%s were not delivered; reading them again",
                             tp, expected, first - 1)
                 await self.seek(tp, expected)
                 return []
+            log.warning("%s: offsets %s..%s hold no record; skipped", tp, expected, first - 1)
             await self._skip(tp, expected, first)
+        self._dropped.discard(tp)
         for before, record in pairwise(batch):  # inside one fetch: only markers
             await self._skip(tp, before.offset + 1, record.offset)
         last = batch[-1].offset
@@ -130,7 +145,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return {}
 
     @cached_property
-    def _jumps_seen(self) -> set[tuple[TP, int, int]]:
+    def _jumps_seen(self) -> Counter[tuple[TP, int, int]]:
+        return Counter()
+
+    @cached_property
+    def _dropped(self) -> set[TP]:
+        """Bulk partitions whose fetched records were dropped since they were last taken."""
         return set()
 
 
