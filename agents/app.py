@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -116,7 +118,7 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
         )
-        # Records of the events topic reach their stage in bulk (agents/fetch.py).
+        # Records of both input topics reach their stages in bulk (agents/fetch.py).
         self.transport = BatchingTransport(self.app.conf.broker_consumer, self.app)
         self.app.transport = self.transport
         self.deadletters = self.app.topic(topics.deadletter, key_serializer="raw",
@@ -401,13 +403,12 @@ class Worker:
         """
         producer = cast(Any, self.app.producer)._ensure_producer()
         changelog = stage.table.changelog_topic.get_topic_name()
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
-        for partition, key, value in stage.keeper.write_changes(partitions):
-            by_partition[partition].append((key, value))
         sent = []
-        for partition, records in by_partition.items():
+        # write_changes goes partition by partition, in the order the records must land.
+        for partition, records in groupby(stage.keeper.write_changes(partitions),
+                                          key=itemgetter(0)):
             batch = producer.create_batch()
-            for key, value in records:
+            for _, key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full
                     sent.append(await producer.send_batch(batch, changelog, partition=partition))
                     batch = producer.create_batch()

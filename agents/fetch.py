@@ -111,19 +111,19 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         if not batch:
             return []
         expected, first = self._expected.get(tp), batch[0].offset
+        dropped = tp in self._dropped
+        self._dropped.discard(tp)
         if expected is not None and first > expected:
             jump = (tp, expected, first)
-            if tp in self._dropped or self._jumps_seen[jump] < GAP_CONFIRMATIONS:
-                if tp not in self._dropped:
+            if dropped or self._jumps_seen[jump] < GAP_CONFIRMATIONS:
+                if not dropped:
                     self._jumps_seen[jump] += 1
-                self._dropped.discard(tp)
                 log.warning("%s: offsets %s..%s were not delivered; reading them again",
                             tp, expected, first - 1)
                 await self.seek(tp, expected)
                 return []
             log.warning("%s: offsets %s..%s hold no record; skipped", tp, expected, first - 1)
             await self._skip(tp, expected, first)
-        self._dropped.discard(tp)
         for before, record in pairwise(batch):  # inside one fetch: only markers
             await self._skip(tp, before.offset + 1, record.offset)
         last = batch[-1].offset

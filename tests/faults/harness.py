@@ -411,14 +411,11 @@ class Deployment:
                 continue
             for partition, value in PROCESSED_SAMPLE.findall(text):
                 live[int(partition)] = f"{float(value):.0f} (worker {worker.port})"
-        table = ChangelogTable()
-        for record in read_records(self.bootstrap, f"{self.env.namespace}-"
-                                   f"{self.topics.state_table}-changelog"):
-            if record.value is None:
-                table.data.pop(record.key, None)
-            else:
-                table.data[record.key] = record.value
-        keeper = StateKeeper(table, tuple(f for f in FAMILIES if f.stage == "events"), CONFIG)
+        written = ChangelogTable()
+        written.send((r.partition, r.key, r.value) for r in read_records(
+            self.bootstrap, f"{self.env.namespace}-{self.topics.state_table}-changelog"))
+        keeper = StateKeeper(written.recovered(), tuple(f for f in FAMILIES if f.stage == "events"),
+                             CONFIG)
         committed = committed_offsets(self.bootstrap, self.env.namespace)
         ends = end_offsets(self.bootstrap, self.topics.events)
         return "\n".join(
