@@ -21,7 +21,6 @@ import faust
 import orjson
 from aiohttp import web
 from faust.types import Message
-from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -43,7 +42,7 @@ from agents.state import StateKeeper
 from crmkpi.discovery import Services
 from crmkpi.settings import Settings
 from kpis.buckets import SumKey, merge_into
-from kpis.families import FAMILIES
+from kpis.families import families_of
 from streams.codec import encode_batches
 from streams.events import parse_time_ms
 from streams.internal import encode_internal
@@ -144,7 +143,7 @@ class Worker:
         topic = self.app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw",
                                value_serializer="raw", partitions=partitions)
         table = self.app.Table(table_name, key_type=bytes, value_type=bytes, partitions=partitions)
-        families = tuple(f for f in FAMILIES if f.stage == stage)
+        families = families_of(stage)
         keeper = StateKeeper(table, families, self.settings.kpi_config)
         return Stage(topic, table, keeper, applier(keeper, partitions, topic_name))
 
@@ -222,21 +221,23 @@ class Worker:
 
         # Both input topics reach their stages in bulk (agents/fetch.py): the events topic,
         # which third-party producers may fill with one event per record, and the customer
-        # topic. Their queues are cleared by Faust when a rebalance begins and ends.
+        # topic. What a rebalance leaves in their queues is dropped by generation.
         for stage in (self.events, self.customers):
-            fetched: FlowControlQueue[list[Message]] = FlowControlQueue(
-                flow_control=app.flow_control, clear_on_resume=True)
+            fetched: asyncio.Queue[list[Message]] = asyncio.Queue()
             app.topics.add(stage.topic)  # subscribed; records go to `fetched`, not a stream
             self.transport.batch_sinks[stage.topic.get_topic_name()] = queue_sink(
                 fetched, QUEUED_FETCHES, app.flow_control)
             app.task(partial(self._apply_batches, stage, fetched, batch_size))
 
+        # Only partitions owned and recovered: between a revocation and the next assignment,
+        # the decoded states still include partitions that may already have a new owner.
         @app.timer(PRUNE_SECONDS)
         async def prune() -> None:
             for stage in (self.events, self.customers):
                 async with stage.lock:
-                    stage.keeper.prune(wall_ms())
-                    await self._write_state(stage, list(stage.keeper.states))
+                    owned = self.owned(stage.topic.get_topic_name())
+                    stage.keeper.prune(wall_ms(), owned)
+                    await self._write_state(stage, owned)
 
         @app.timer(2.0)
         async def heartbeat() -> None:
@@ -325,14 +326,15 @@ class Worker:
     async def _health_response(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker": self.worker_id})
 
-    async def _apply_batches(self, stage: Stage, fetched: FlowControlQueue[list[Message]],
+    async def _apply_batches(self, stage: Stage, fetched: asyncio.Queue[list[Message]],
                              batch_size: int) -> None:
         """Apply the stage's fetched records in batches, forever; a failure stops the worker.
 
-        A batch waits at most BATCH_WITHIN_S to fill. Records fetched before the current
-        rebalance generation (or of partitions no longer assigned) are dropped unapplied, as
-        Faust's streams drop them: Faust seeks back to the committed offsets after every
-        rebalance, so they come again if this worker still owns them.
+        A batch waits at most BATCH_WITHIN_S to fill, and while a rebalance is under way.
+        Records fetched in an earlier rebalance generation (or of partitions no longer
+        assigned) are then dropped unapplied: Faust seeks back to the committed offsets after
+        every rebalance, so they come again if this worker still owns them. Records of the
+        current generation are never dropped: they may have been fetched after that seek.
         """
         app, consumer = self.app, self.app.consumer
         try:
@@ -350,9 +352,8 @@ class Worker:
                         batch += await asyncio.wait_for(fetched.get(), remaining)
                     except TimeoutError:
                         break
+                await app.flow_control.acquire()  # until the rebalance under way has ended
                 generation, assigned = app.consumer_generation_id, consumer.assignment()
-                if not app.flow_control.is_active():
-                    continue
                 batch = [m for m in batch if m.generation_id == generation and m.tp in assigned]
                 for message in batch:  # in flight: a rebalance now waits for their acks
                     consumer.track_message(message)

@@ -12,6 +12,12 @@ without a hole from where it was last sought to. Faust takes the offset it seeks
 last record read, so after a fetch of exactly that record is dropped (around a rebalance) the
 next record passes as the following one, and its commit (which checks the acked offsets
 against the committed one with the same off-by-one) skips the dropped record for good.
+
+For the same reason nothing delivered may be dropped later: the queues between this consumer
+and the appliers are not Faust's flow-controlled ones (Faust clears those when it resumes the
+flow, which happens after the seek that ends a rebalance, so the first records fetched from
+the committed offsets could be discarded). Every message carries the generation it was
+fetched in instead, and the applier drops those of an earlier generation.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
-from mode.utils.queues import FlowControlEvent, FlowControlQueue
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger("crm-kpi.fetch")
 
@@ -70,7 +76,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 if generation != fetched_in:
                     continue
                 taken.add(tp)
-                messages = await self._take_new(tp, batch)
+                messages = await self._take_new(tp, batch, fetched_in)
                 if messages:
                     await sink(messages)
         finally:  # what was fetched and not taken must come again: see _take_new
@@ -98,8 +104,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         self._expected.update(
             (tp, self._committed_offset.get(tp) or earliest[tp]) for tp in bulk)
 
-    async def _take_new(self, tp: TP, batch: list[Any]) -> list[Message]:
-        """The fetched records as messages, if they follow what was delivered before.
+    async def _take_new(self, tp: TP, batch: list[Any], generation: int) -> list[Message]:
+        """The fetched records as messages of `generation` (the one they were fetched in, even
+        if a rebalance began meanwhile), if they follow what was delivered before.
 
         Records before the next expected offset are delivered again: applying a record twice
         changes nothing (kpis/partition.py), losing one does. A jump past it, after fetched
@@ -129,7 +136,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         last = batch[-1].offset
         self._expected[tp] = max(expected or 0, last + 1)
         self._read_offset[tp] = last
-        return [self._to_message(tp, record) for record in batch]
+        messages: list[Message] = [self._to_message(tp, record) for record in batch]
+        for message in messages:
+            message.generation_id = generation
+        return messages
 
     async def _skip(self, tp: TP, start: int, end: int) -> None:
         """Let the commits move across the offsets `start`..`end - 1`, which hold no record."""
@@ -154,12 +164,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return set()
 
 
-def queue_sink(queue: FlowControlQueue[list[Message]], limit: int,
+def queue_sink(queue: asyncio.Queue[list[Message]], limit: int,
                flow_control: FlowControlEvent) -> BatchSink:
     """A sink that appends to `queue`, pausing the fetcher while `limit` lists wait in it.
 
-    It never blocks inside the queue: Faust clears queues when a rebalance begins without
-    waking blocked putters, which would leave the fetcher (and so the table recovery) stuck.
+    It does not pause while a rebalance holds the applier (`flow_control` suspended): the
+    fetcher must go on, for the table recovery.
     """
 
     async def put(messages: list[Message]) -> None:

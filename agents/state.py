@@ -59,10 +59,10 @@ class StateKeeper:
                 records.append((partition, full_key, value))
         return records
 
-    def prune(self, now_ms: int) -> None:
-        """Drop what every window has left behind, in every owned partition (write it after)."""
-        for state in self.states.values():
-            state.prune(now_ms)
+    def prune(self, now_ms: int, partitions: Iterable[int]) -> None:
+        """Drop what every window has left behind in `partitions` (write it after)."""
+        for partition in partitions:
+            self.state(partition).prune(now_ms)
 
     def reassign(self, kept: set[int]) -> None:
         """After a rebalance: drop the rows of partitions assigned elsewhere (their new owner

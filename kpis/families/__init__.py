@@ -12,3 +12,8 @@ from kpis.families.support import SUPPORT
 from kpis.families.surveys import SURVEYS
 
 FAMILIES: tuple[Family, ...] = (SALES, SUPPORT, SURVEYS, SUBSCRIPTIONS, CUSTOMERS, COMMERCE, ADOPTION)
+
+
+def families_of(stage: str) -> tuple[Family, ...]:
+    """The families applied by `stage` ("events" or "customers")."""
+    return tuple(family for family in FAMILIES if family.stage == stage)

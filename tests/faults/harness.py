@@ -44,7 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from agents.state import StateKeeper
 from crmkpi.embedded import free_port
 from kpis.catalogue import DIMENSIONS
-from kpis.families import FAMILIES
+from kpis.families import families_of
 from kpis.timebase import HOUR_MS, WINDOWS
 from streams.codec import UndecodableRecord, decode_record
 from streams.events import InvalidEvent, format_time_ms, parse_event
@@ -414,7 +414,7 @@ class Deployment:
         written = ChangelogTable()
         written.send((r.partition, r.key, r.value) for r in read_records(
             self.bootstrap, f"{self.env.namespace}-{self.topics.state_table}-changelog"))
-        keeper = StateKeeper(written.recovered(), tuple(f for f in FAMILIES if f.stage == "events"),
+        keeper = StateKeeper(written.recovered(), families_of("events"),
                              CONFIG)
         committed = committed_offsets(self.bootstrap, self.env.namespace)
         ends = end_offsets(self.bootstrap, self.topics.events)

@@ -19,7 +19,7 @@ from agents.state import ChangelogRecord, StateKeeper
 from kpis.buckets import SumKey, merge_into
 from kpis.catalogue import KpiValues, evaluate
 from kpis.config import KpiConfig
-from kpis.families import FAMILIES
+from kpis.families import families_of
 from streams.codec import encode_batches
 from streams.internal import encode_internal
 from streams.topics import partition_for, routing_key
@@ -59,7 +59,7 @@ class Stage:
         self.log: dict[int, list[bytes]] = defaultdict(list)
         self.position: dict[int, int] = defaultdict(int)
         self.table = table
-        families = tuple(f for f in FAMILIES if f.stage == kind)
+        families = families_of(kind)
         self.keeper = StateKeeper(table, families, config)
         make = canonical_applier if kind == "events" else customer_applier
         self.applier = make(self.keeper, partitions, f"crm-kpi.{kind}")

@@ -8,7 +8,7 @@ import pytest
 from agents.ingest import RecordApplier, canonical_applier
 from agents.state import StateKeeper
 from kpis.config import KpiConfig
-from kpis.families import FAMILIES
+from kpis.families import families_of
 from streams.events import parse_time_ms
 from streams.topics import partition_for, routed_for, routing_key
 from tests.support.pure_engine import ChangelogTable
@@ -21,7 +21,7 @@ LEADS = [{"id": f"e{n}", "source": "test", "occurred_at": "2026-11-20T10:00:00Z"
 
 @pytest.fixture
 def applier() -> RecordApplier:
-    keeper = StateKeeper(ChangelogTable(), tuple(f for f in FAMILIES if f.stage == "events"),
+    keeper = StateKeeper(ChangelogTable(), families_of("events"),
                          KpiConfig())
     return canonical_applier(keeper, PARTITIONS, "crm-kpi.events")
 
