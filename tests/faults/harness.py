@@ -70,12 +70,6 @@ PROCESSED_SAMPLE = re.compile(r'^crm_events_processed_total\{partition="(\d+)"\}
 _REDIS_DBS = itertools.cycle(range(1, 16))
 
 
-# Open bug (docs/reliability.md, "Open"): about one run in ten of the multi-worker crash and
-# rebalance scenarios loses one input record. The scenarios still run and report; a loss is
-# an expected failure until the cause is found, any other error fails them.
-RARE_RECORD_LOSS = "open bug: rare loss of one record around rebalances (docs/reliability.md)"
-
-
 class OracleMismatch(AssertionError):
     """The engine's counts or KPIs differ from the oracle's."""
 

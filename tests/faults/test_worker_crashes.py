@@ -14,10 +14,8 @@ import time
 import pytest
 
 from tests.faults.harness import (
-    RARE_RECORD_LOSS,
     Deployment,
     Figures,
-    OracleMismatch,
     evaluation_time,
 )
 from tests.oracle.history import generate_history
@@ -42,7 +40,6 @@ def test_kill9_mid_stream_then_restart(deployment: Deployment, figures: Figures)
     figures.seconds = time.monotonic() - began
 
 
-@pytest.mark.xfail(raises=OracleMismatch, strict=False, reason=RARE_RECORD_LOSS)
 def test_kill9_one_of_two_workers_then_restart(deployment: Deployment, figures: Figures) -> None:
     """F1 with a survivor: it takes the victim's partitions, then gives them back to the
     restarted worker while keeping its own through both rebalances."""
@@ -64,7 +61,6 @@ def test_kill9_one_of_two_workers_then_restart(deployment: Deployment, figures: 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(raises=OracleMismatch, strict=False, reason=RARE_RECORD_LOSS)
 def test_repeated_kills_across_three_workers(deployment: Deployment, figures: Figures) -> None:
     """F2: three SIGKILLs of different workers while events are produced, each restarted."""
     began = time.monotonic()
