@@ -383,12 +383,24 @@ class Deployment:
                              + self.log_tails())
 
     def _still_settled(self, expected: int) -> bool:
-        """Settled again after STABLE_SECONDS: a consumer learns of new records (the customer
-        upserts of the last batch) only with its next fetch, so one answer of no lag can
-        come just before the customer stage sees its last input."""
+        """Settled again after STABLE_SECONDS, and every record of both input topics committed.
+
+        A consumer learns of new records (the customer upserts of the last batch) only with
+        its next fetch, so one answer of no lag can come just before the customer stage sees
+        its last input. The group's committed offsets are the engine-independent witness: a
+        batch is committed only once it is applied and its state written.
+        """
         time.sleep(STABLE_SECONDS)
         again = self.status()
-        return again is not None and again["lag"] == 0 and again["events_processed"] == expected
+        return (again is not None and again["lag"] == 0 and again["events_processed"] == expected
+                and self._all_committed())
+
+    def _all_committed(self) -> bool:
+        """Whether the group has committed every record of the events and customers topics."""
+        committed = committed_offsets(self.bootstrap, self.env.namespace)
+        return all(committed.get((topic, partition), 0) == end
+                   for topic in (self.topics.events, self.topics.customers)
+                   for partition, end in end_offsets(self.bootstrap, topic).items())
 
     def loss_report(self) -> str:
         """Per events partition: distinct valid events published, processed by the live owner,
