@@ -49,6 +49,8 @@ from streams.internal import encode_internal
 from streams.topics import partition_for, routed_for
 
 log = logging.getLogger("crm-kpi.worker")
+# The lag of a partition not fetched since its assignment: its end offset is not known yet.
+UNFETCHED_LAG = 1
 Answer = Callable[[web.Request], Awaitable[web.Response]]
 PRUNE_SECONDS = 60.0
 # How long a batch may wait to fill: bigger batches write fewer changelog records per event
@@ -93,8 +95,6 @@ class Worker:
         self.port = free_port_from(settings.worker_port, settings.bind)
         self.worker_id = uuid.uuid4().hex[:12]
         self.recovered = False
-        # End offsets listed by the broker for owned partitions not fetched since assignment.
-        self.listed_ends: dict[faust.types.TP, int] = {}
         datadir = Path(settings.home) / "worker"
         datadir.mkdir(parents=True, exist_ok=True)
         self.topics = topics = settings.topics
@@ -172,41 +172,29 @@ class Worker:
                 for c in [self.events.keeper.state(p).counters]}
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Records not yet applied, per owned partition of both input topics whose end offset
-        is known (from the last fetch, else from `list_unfetched_ends`)."""
+        """Records not yet applied, per owned partition of both input topics.
+
+        Until its first fetch after an assignment the consumer knows no end offset of a
+        partition: it counts as UNFETCHED_LAG, so that unread records never pass for none.
+        (Asking the broker instead would go through Faust's consumer thread, whose two call
+        slots its own commits and seeks wait for.)
+        """
         lags = {}
         consumer = self.app.consumer
         for stage in (self.events, self.customers):
-            for tp in self._owned_tps(stage):
+            topic = stage.topic.get_topic_name()
+            for partition in self.owned(topic):
+                tp = faust.types.TP(topic, partition)
                 end = consumer.highwater(tp)
                 if end is None:
-                    end = self.listed_ends.get(tp)
-                if end is None:  # unknown: reported as no sample, never as 0
+                    lags[(topic, partition)] = UNFETCHED_LAG
                     continue
                 # Faust keeps the committed offset (the next record to read); until this
                 # worker consumes again, nothing from it on has been applied here.
                 committed = cast(Any, consumer)._committed_offset.get(tp) or 0
-                consumed = max(stage.applier.next_offsets.get(tp.partition, 0), committed)
-                lags[(tp.topic, tp.partition)] = max(end - consumed, 0)
+                consumed = max(stage.applier.next_offsets.get(partition, 0), committed)
+                lags[(topic, partition)] = max(end - consumed, 0)
         return lags
-
-    async def list_unfetched_ends(self) -> None:
-        """Ask the broker for the end offsets of owned partitions not fetched since their
-        assignment: until its first fetch the consumer knows no highwater, and a partition
-        with unread records must not pass for one without lag."""
-        consumer = self.app.consumer
-        unfetched = [tp for stage in (self.events, self.customers) for tp in self._owned_tps(stage)
-                     if consumer.highwater(tp) is None]
-        if not unfetched:
-            return
-        try:
-            self.listed_ends.update(await consumer.highwaters(*unfetched))
-        except Exception as exc:  # the broker is unreachable: their lag stays unknown
-            log.warning("could not list the end offsets of %d partitions: %s", len(unfetched), exc)
-
-    def _owned_tps(self, stage: Stage) -> list[faust.types.TP]:
-        topic = stage.topic.get_topic_name()
-        return [faust.types.TP(topic, partition) for partition in self.owned(topic)]
 
     def current_totals(self) -> dict[SumKey, int]:
         """The 1h window sums now (with every cumulative field at now)."""
@@ -218,7 +206,6 @@ class Worker:
         now = wall_ms()
         at = parse_time_ms(query["at"], "at")
         counters = self.counters()
-        await self.list_unfetched_ends()
         partials = Partials(
             self.owned(), self.owned(self.topics.customers),
             processed=sum(c[0] for c in counters.values()),
@@ -302,7 +289,6 @@ class Worker:
         @cast(Any, app.on_partitions_assigned).connect
         async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
             self.recovered = False  # until the tables of the new assignment are recovered
-            self.listed_ends.clear()
             for stage in (self.events, self.customers):
                 topic = stage.topic.get_topic_name()
                 stage.keeper.reassign({tp.partition for tp in assigned if tp.topic == topic})

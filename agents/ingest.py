@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import reprlib
 import time
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
@@ -106,12 +107,19 @@ class RecordApplier:
         return outcome
 
 
+# The text of a dead letter that is not JSON-encodable: bounded in depth and length (the
+# record's own bytes stay on its topic, at the offset its provenance headers name).
+_DEAD_LETTER_REPR = reprlib.Repr()
+_DEAD_LETTER_REPR.maxlevel, _DEAD_LETTER_REPR.maxstring = 8, 200
+
+
 def _dumps(raw: Any) -> bytes:
-    """A dead letter's value: the event as JSON, or its text when it cannot be encoded."""
+    """A dead letter's value: the event as JSON, or a bounded text of it when it cannot be
+    encoded (too deep for the encoder, or not JSON at all); never raises."""
     try:
         return orjson.dumps(raw)
-    except TypeError:
-        return repr(raw).encode()
+    except (TypeError, RecursionError):
+        return _DEAD_LETTER_REPR.repr(raw).encode()
 
 
 def canonical_applier(keeper: StateKeeper, partitions: int, topic: str) -> RecordApplier:

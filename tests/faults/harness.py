@@ -380,7 +380,7 @@ class Deployment:
                 idle_since = None
             time.sleep(0.5)
         raise AssertionError(f"not settled at {expected} events after {timeout} s: last {last}\n"
-                             + self.log_tails())
+                             + self.commit_report() + "\n" + self.log_tails())
 
     def _still_settled(self, expected: int) -> bool:
         """Settled again after STABLE_SECONDS, and every record of both input topics committed.
@@ -397,10 +397,18 @@ class Deployment:
 
     def _all_committed(self) -> bool:
         """Whether the group has committed every record of the events and customers topics."""
+        return all(committed == end for _, _, committed, end in self._commit_positions())
+
+    def commit_report(self) -> str:
+        """Per input partition: the group's committed offset and the end offset."""
+        return "\n".join(f"{topic} {partition}: committed {committed}, end {end}"
+                         for topic, partition, committed, end in self._commit_positions())
+
+    def _commit_positions(self) -> list[tuple[str, int, int, int]]:
         committed = committed_offsets(self.bootstrap, self.env.namespace)
-        return all(committed.get((topic, partition), 0) == end
-                   for topic in (self.topics.events, self.topics.customers)
-                   for partition, end in end_offsets(self.bootstrap, topic).items())
+        return [(topic, partition, committed.get((topic, partition), 0), end)
+                for topic in (self.topics.events, self.topics.customers)
+                for partition, end in end_offsets(self.bootstrap, topic).items()]
 
     def loss_report(self) -> str:
         """Per events partition: distinct valid events published, processed by the live owner,

@@ -45,3 +45,17 @@ def test_records_routed_for_this_partition_count_are_applied_where_they_are(
     assert outcome.dead_letters == []
     assert outcome.forwards == []
     assert applier.keeper.state(0).counters.processed == len(LEADS)
+
+
+def test_an_event_too_deep_to_encode_again_is_a_bounded_dead_letter(applier: RecordApplier) -> None:
+    # Decodable (orjson reads up to 1,024 levels) but not encodable (it writes up to 255).
+    deep = "[" * 600 + "]" * 600
+    value = f'[{deep}, {orjson.dumps(LEADS[0]).decode()}]'.encode()
+
+    outcome = applier.apply(0, 7, value, NOW_MS, (routed_for(PARTITIONS),))
+
+    [(dead_letter, headers)] = outcome.dead_letters
+    assert dead_letter.startswith(b"[[[[") and len(dead_letter) < 100
+    assert dict(headers)["reason"] == b"event: must be a JSON object"
+    assert (dict(headers)["topic"], dict(headers)["offset"]) == (b"crm-kpi.events", b"7")
+    assert applier.keeper.state(0).counters.processed == 1  # the good event after it
