@@ -170,15 +170,15 @@ class PartitionState:
         return True
 
     def _apply_stateless(self, event: Event, pos: int, now_ms: int) -> bool:
-        if event.time_ms >= now_ms - HOUR_RETENTION_MS:
-            group = ("e", event.time_ms // DAY_MS)
-        else:
-            group = ("a", now_ms // DAY_MS)  # older than every window: counted, changes no sum
+        event_day = ("e", event.time_ms // DAY_MS)
+        # Older than every window: filed by arrival day, counted, changes no sum.
+        fresh = event.time_ms >= now_ms - HOUR_RETENTION_MS
+        group = event_day if fresh else ("a", now_ms // DAY_MS)
         seen = self.seen.get(group)
         if seen is None:
             seen = self.seen[group] = SeenIds(set())
         uid = event.uid
-        if pos <= seen.floor or uid in seen.ids:
+        if pos <= seen.floor or self._seen_before(uid, event_day, now_ms):
             return False
         seen.add(uid)
         seen.pos = pos
@@ -187,6 +187,22 @@ class PartitionState:
         for contribution in rule(event, self.config) if rule else ():
             self.buckets.add(contribution, pos, now_ms)
         return True
+
+    def _seen_before(self, uid: str, event_day: tuple[str, int], now_ms: int) -> bool:
+        """Whether `uid` is filed under any group it may have been given: its event-time day,
+        or an arrival day still kept. An event passes from the first to the second as it ages
+        past the bucket retention, and from one arrival day to the next at midnight, so its
+        duplicate can arrive when it would be filed elsewhere."""
+        seen = self.seen.get(event_day)
+        if seen is not None and uid in seen.ids:
+            return True
+        today = now_ms // DAY_MS
+        # One day ahead too: the partition's previous owner may have had a clock a little ahead.
+        for day in range(today - LATE_DEDUP_MS // DAY_MS, today + 2):
+            seen = self.seen.get(("a", day))
+            if seen is not None and uid in seen.ids:
+                return True
+        return False
 
     def take_outbox(self) -> list[tuple[str, InternalEvent]]:
         """(tenant, internal event) produced since the last call, to send before the flush."""
