@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import socket
 import time
 import uuid
 from collections import defaultdict
@@ -40,6 +39,7 @@ from agents.fetch import BatchingTransport, queue_sink
 from agents.ingest import RecordApplier, canonical_applier, customer_applier, wall_ms
 from agents.state import StateKeeper
 from crmkpi.discovery import Services
+from crmkpi.embedded import free_port_from
 from crmkpi.settings import Settings
 from kpis.buckets import SumKey, merge_into
 from kpis.families import families_of
@@ -58,18 +58,6 @@ PRUNE_SECONDS = 60.0
 BATCH_WITHIN_S = 0.25
 # Fetched lists of records (one partition's new records each) waiting for the applier.
 QUEUED_FETCHES = 64
-
-
-def free_port_from(port: int, bind: str) -> int:
-    """The first port at or after `port` that nothing listens on."""
-    for candidate in range(port, port + 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind((bind, candidate))
-            except OSError:
-                continue
-            return candidate
-    raise RuntimeError(f"no free port in {port}..{port + 99} on {bind}")
 
 
 @dataclass

@@ -38,6 +38,23 @@ def free_port() -> int:
         return port
 
 
+def free_port_from(port: int, bind: str) -> int:
+    """The first port at or after `port` that nothing listens on.
+
+    Probed as a server binds (SO_REUSEADDR): a port whose old connections linger in TIME_WAIT,
+    e.g. right after a restart, is free for a listener and is not skipped.
+    """
+    for candidate in range(port, port + 100):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((bind, candidate))
+            except OSError:
+                continue
+            return candidate
+    raise RuntimeError(f"no free port in {port}..{port + 99} on {bind}")
+
+
 @dataclass
 class EmbeddedProcess:
     """A server subprocess: where it listens, its process, and where it logs."""

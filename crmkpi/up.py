@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from crmkpi.discovery import Services, forget_services, record_services
-from crmkpi.embedded import EmbeddedProcess, start_redis, start_tansu
+from crmkpi.embedded import EmbeddedProcess, free_port_from, start_redis, start_tansu
 from crmkpi.settings import Settings
 
 READY_TIMEOUT = 90.0
@@ -32,6 +32,7 @@ class Stack:
         self.console = console
         self.embedded: list[EmbeddedProcess] = []
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.worker_ports: list[int] = []
 
     def start(self) -> threading.Event:
         """Start everything, print every URL; returns the event that asks the stack to stop."""
@@ -39,11 +40,15 @@ class Stack:
         record_services(self.settings, services)
         if self.demo:
             env.update(self._demo_settings())
-        for _ in range(self.workers):
-            self._spawn(["worker"], env)
-            self._wait_for(f"http://127.0.0.1:{self.settings.worker_port}/healthz")
+        port = self.settings.worker_port
+        for _ in range(self.workers):  # each on the next free port, told to it and waited for
+            port = free_port_from(port, self.settings.bind)
+            self._spawn(["worker"], {**env, "CRMKPI_WORKER_PORT": str(port)})
+            self._wait_for(f"http://127.0.0.1:{port}/healthz")
+            self.worker_ports.append(port)
+            port += 1
         self._spawn(["gateway"], env)
-        self._wait_for(f"http://127.0.0.1:{self.settings.worker_port}/api/status")
+        self._wait_for(f"http://127.0.0.1:{self.worker_ports[0]}/api/status")
         self._print_urls(services)
         if self.demo:
             self._wait_for(f"http://127.0.0.1:{self.settings.gateway_port}/healthz")
@@ -119,7 +124,7 @@ class Stack:
         raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT:.0f} s")
 
     def _print_urls(self, services: Services) -> None:
-        port, gateway = self.settings.worker_port, self.settings.gateway_port
+        port, gateway = self.worker_ports[0], self.settings.gateway_port
         self.console.print(
             "[green]crm-kpi is up[/green]\n"
             f"  KPI API      http://127.0.0.1:{port}/api/kpis?window=30d\n"
