@@ -80,9 +80,9 @@ class RecordApplier:
                       ("offset", str(offset).encode())]
         try:
             raws = decode_record(value)
-        except UndecodableRecord as exc:
+        except UndecodableRecord as undecodable:
             state.reject(position(offset, 0))
-            outcome.dead_letters.append((value or b"", [("reason", str(exc).encode()), *provenance]))
+            outcome.dead_letters.append((value or b"", [("reason", str(undecodable).encode()), *provenance]))
             return outcome
         for index, raw in enumerate(raws):
             pos = position(offset, index)
@@ -92,15 +92,15 @@ class RecordApplier:
                     outcome.forwards.append((home, raw))
                     continue
                 state.apply(event, pos, now_ms)
-            except InvalidEvent as exc:
+            except InvalidEvent as invalid:
                 state.reject(pos)
-                reason = [("reason", str(exc).encode()), ("field", exc.field.encode())]
+                reason = [("reason", str(invalid).encode()), ("field", invalid.field.encode())]
                 outcome.dead_letters.append((_dumps(raw), [*reason, *provenance]))
                 continue
-            except Exception as exc:  # a poison event must not stop the stream
+            except Exception as error:  # a poison event must not stop the stream
                 log.exception("event %s of record %s/%s failed; dead-lettered", index, partition, offset)
                 state.reject(pos)
-                reason = [("reason", f"handler exception: {type(exc).__name__}: {exc}"[:500].encode())]
+                reason = [("reason", f"handler exception: {type(error).__name__}: {error}"[:500].encode())]
                 outcome.dead_letters.append((_dumps(raw), [*reason, *provenance]))
                 continue
             self.last_applied_ms = now_ms

@@ -176,6 +176,7 @@ class Engine:
     namespace: str
     home: Path
     extra: dict[str, str] = field(default_factory=dict)
+    engine_dir: Path = ENGINE_DIR  # the source tree the subprocesses import crm-kpi from
 
     def env(self, **more: str) -> dict[str, str]:
         return {
@@ -184,7 +185,7 @@ class Engine:
             "CRMKPI_REDIS_URL": self.services.redis_url,
             "CRMKPI_HOME": str(self.home),
             "CRMKPI_NAMESPACE": self.namespace,
-            "PYTHONPATH": str(ENGINE_DIR),
+            "PYTHONPATH": str(self.engine_dir),
             "CRMKPI_PARTITIONS": str(PARTITIONS),
             # The simulated company bills in USD, EUR and GBP: with rates, every event counts.
             "CRMKPI_FX_RATES": FX_RATES,
@@ -199,12 +200,12 @@ class Engine:
         log_path = self.home / f"{args[0]}-{port}.log"
         env = self.env(**more, CRMKPI_WORKER_PORT=str(port)) if args[0] == "worker" else self.env(**more)
         process = subprocess.Popen([sys.executable, "-m", "crmkpi", *args], env=env,
-                                   stdout=log_path.open("ab"), stderr=subprocess.STDOUT, cwd=ENGINE_DIR)
+                                   stdout=log_path.open("ab"), stderr=subprocess.STDOUT, cwd=self.engine_dir)
         return Proc(process, port, log_path)
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[bytes]:
         """Run `crm-kpi ARGS` to completion."""
-        return subprocess.run([sys.executable, "-m", "crmkpi", *args], env=self.env(), cwd=ENGINE_DIR,
+        return subprocess.run([sys.executable, "-m", "crmkpi", *args], env=self.env(), cwd=self.engine_dir,
                               capture_output=True, timeout=timeout, check=False)
 
 

@@ -7,6 +7,9 @@ generates the simulated CRM company's events (crmkpi/simulate.py), and measures 
   (b) Quix Streams, tumbling 1-minute count by key, on the same records;
   (c) crm-kpi worker, full KPI set, fed by its own publisher (batched records, as replay);
   (c2) crm-kpi worker fed one event per record, keyed by entity (a third-party producer);
+  (c) and (c2) once more on the mypyc-compiled build of the same source (`--builds`, default
+      both: the tree is copied and compiled once, tests/support/compiled.py, then measured in the same
+      repeat loop right after the pure Python runs; everything else runs on the pure build);
   (d) the gateway: signed POST /webhooks/events of 100 events (wrk, else aiohttp);
   (e) end-to-end latency at steady 1k and 10k ev/s (webhook 202 -> visible in /api/kpis);
   (f) worker memory per 100k subscriptions and per 100k deals;
@@ -29,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Throughput, dump, generate_events, log, machine, services
+from tests.support.compiled import compiled_tree
 
 BEGIN = "<!-- bench:begin (written by python -m bench.run; edit outside this block) -->"
 END = "<!-- bench:end -->"
 SECTIONS = ("raw", "quix", "engine", "single", "gateway", "latency", "memory", "scale")
+BUILDS = ("pure", "compiled")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,25 +46,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000, help="events per throughput run")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to update")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--builds", default=",".join(BUILDS),
+                        help=f"comma-separated subset of {BUILDS}: the builds (c) and (c2) run on "
+                             "(compiled: mypyc, needs a C compiler and mypy)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of (a)-(c2); the best of each is kept")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of each latency run")
     parser.add_argument("--rates", default="1000,10000", help="end-to-end latency rates, ev/s")
     parser.add_argument("--memory-entities", type=int, default=100_000)
     parser.add_argument("--workers", default="1,2,4", help="scale-out worker counts")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="py-spy record the worker of (c) into this file (raw collapsed stacks)")
+                        help="py-spy record the pure build's worker of (c) into this file "
+                             "(raw collapsed stacks)")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temp dir)")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
+    asked = {b for b in args.builds.split(",") if b}
+    builds = [b for b in BUILDS if b in asked]
+    unknown = asked - set(BUILDS)
+    if unknown or not builds:
+        parser.error(f"unknown builds {sorted(unknown)}" if unknown else "--builds: none given")
+    args.builds = builds
     work = args.work or Path(tempfile.mkdtemp(prefix="crmkpi-bench-"))
     command = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
     from bench.common import ENGINE_DIR
 
     results: dict[str, Any] = {"command": command, "machine": machine(), "events": args.events,
-                               "engine_dir": str(ENGINE_DIR),
+                               "engine_dir": str(ENGINE_DIR), "builds": builds,
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     began = time.monotonic()
     try:
@@ -86,7 +101,15 @@ def best(runs: list[Throughput]) -> dict[str, Any]:
 
 def run_all(args: argparse.Namespace, only: set[str], work: Path, results: dict[str, Any]) -> None:
     from bench import throughput
+    from bench.common import ENGINE_DIR
 
+    pure = "pure" in args.builds
+    tree = None
+    if "compiled" in args.builds and only & {"engine", "single"}:
+        log(f"building the compiled (mypyc) tree of {ENGINE_DIR}")
+        tree = compiled_tree(ENGINE_DIR, work)
+        log(f"compiled build ready in {tree}")
+        results["compiled_tree"] = str(tree)
     log(f"generating {args.events} events")
     events = generate_events(args.events)
     with services(work) as svc:
@@ -100,16 +123,24 @@ def run_all(args: argparse.Namespace, only: set[str], work: Path, results: dict[
             if "quix" in only:
                 log("(b) Quix Streams windowed count")
                 results.setdefault("_quix", []).append(throughput.quix(svc, inputs))
-            if "engine" in only:
+            if "engine" in only and pure:
                 log("(c) crm-kpi worker, batched records")
                 results.setdefault("_engine", []).append(throughput.engine_on(
                     svc, events, single=False, profile=args.profile))
-            if "single" in only:
+            if "engine" in only and tree is not None:
+                log("(c) crm-kpi worker, batched records, compiled build")
+                results.setdefault("_engine_compiled", []).append(throughput.engine_on(
+                    svc, events, single=False, engine_dir=tree))
+            if "single" in only and pure:
                 log("(c2) crm-kpi worker, one event per record")
                 results.setdefault("_single", []).append(throughput.engine_on(
                     svc, events, single=True,
                     profile=args.profile and args.profile.with_suffix(".single.txt")))
-        for key in ("raw", "quix", "engine", "single"):
+            if "single" in only and tree is not None:
+                log("(c2) crm-kpi worker, one event per record, compiled build")
+                results.setdefault("_single_compiled", []).append(throughput.engine_on(
+                    svc, events, single=True, engine_dir=tree))
+        for key in ("raw", "quix", "engine", "single", "engine_compiled", "single_compiled"):
             if f"_{key}" in results:
                 results[key] = best(results.pop(f"_{key}"))
         if "gateway" in only:
@@ -171,18 +202,29 @@ def render(r: dict[str, Any]) -> str:
     names = {"raw": "(a) raw aiokafka getmany + orjson.loads, 1 event/record",
              "quix": "(b) Quix Streams tumbling 1-min count by key, 1 event/record",
              "engine": "(c) crm-kpi worker, full KPI set, batched records (replay)",
-             "single": "(c2) crm-kpi worker, full KPI set, 1 event/record"}
+             "engine_compiled": "(c) crm-kpi worker, full KPI set, batched records (replay), "
+                                "compiled (mypyc)",
+             "single": "(c2) crm-kpi worker, full KPI set, 1 event/record",
+             "single_compiled": "(c2) crm-kpi worker, full KPI set, 1 event/record, compiled (mypyc)"}
     for key, name in names.items():
         if key in r:
             t = r[key]
             lines.append(f"| {name} | {t['events']} | {t['seconds']} | **{t['rate']:,}** | {t['runs']} |")
     lines += ["", "### Goals (issue 9)", "", "| goal | measured | |", "|---|---|---|"]
-    lines.append(f"| (c) ≥ 5x Quix Streams | {_ratio(engine, quix)} | "
-                 f"{_met(engine / quix >= 5 if engine and quix else None)} |")
-    lines.append(f"| (c) ≥ 25% of the raw consume bound | {100 * engine / raw:.1f}% |"
-                 f" {_met(engine / raw >= 0.25)} |" if engine and raw else "| (c) ≥ 25% of raw | n/a | n/a |")
-    lines.append(f"| (c2) ≥ Quix Streams (1 event/record) | {_ratio(single, quix)} | "
-                 f"{_met(single >= quix if single and quix else None)} |")
+    # Each throughput goal for the pure build, then (when measured) for the compiled one.
+    compiled = "engine_compiled" in r or "single_compiled" in r
+    builds = [("", engine, single)] + (
+        [(", compiled build", rate("engine_compiled"), rate("single_compiled"))] if compiled else [])
+    for label, c, _ in builds:
+        lines.append(f"| (c) ≥ 5x Quix Streams{label} | {_ratio(c, quix)} | "
+                     f"{_met(c / quix >= 5 if c and quix else None)} |")
+    for label, c, _ in builds:
+        lines.append(f"| (c) ≥ 25% of the raw consume bound{label} | {100 * c / raw:.1f}% |"
+                     f" {_met(c / raw >= 0.25)} |" if c and raw
+                     else f"| (c) ≥ 25% of raw{label} | n/a | n/a |")
+    for label, _, c2 in builds:
+        lines.append(f"| (c2) ≥ Quix Streams (1 event/record){label} | {_ratio(c2, quix)} | "
+                     f"{_met(c2 >= quix if c2 and quix else None)} |")
     for item in r.get("latency", []):
         bound = 1.0 if item["rate"] <= 1000 else 2.0
         ok = item["p99_s"] <= bound if item["samples"] and math.isfinite(item["p99_s"]) else False

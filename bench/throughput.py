@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from bench.common import (
+    ENGINE_DIR,
     REPO,
     Engine,
     Proc,
@@ -75,18 +76,21 @@ def quix(services: Services, inputs: Inputs) -> Throughput:
 
 
 def engine_on(services: Services, events: list[dict], *, single: bool, workers: int = 1,
-              timeout: float = 600, profile: Path | None = None) -> Throughput:
+              timeout: float = 600, profile: Path | None = None,
+              engine_dir: Path | None = None) -> Throughput:
     """crm-kpi workers (full KPI set) applying `events` from a fresh namespace.
 
     The workers start on empty topics and are frozen (SIGSTOP) once they own every
     partition; then the events are written, batched through the engine's publisher or one
     per record (`single`); the clock starts when the workers are resumed (SIGCONT) and stops
     at the first status poll that sees every event applied (processed or rejected).
+    `engine_dir` runs the workers from another source tree (default: ENGINE_DIR).
     """
     namespace = f"bench-{'s' if single else 'b'}{workers}-{uuid.uuid4().hex[:6]}"
     topics = Topics(namespace)
     asyncio.run(create_topics(services.bootstrap, [topics.events, topics.customers, topics.deadletter]))
-    engine = Engine(services, namespace, services.work / f"home-{namespace}")
+    engine = Engine(services, namespace, services.work / f"home-{namespace}",
+                    engine_dir=engine_dir or ENGINE_DIR)
     procs = [engine.spawn("worker") for _ in range(workers)]
     spy = None
     try:

@@ -12,20 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from streams.errors import InvalidEvent
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)  # built once: constructing it costs more than the parse
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_ABS_NUMBER = 1e15
 MAX_STRING = 256
-
-
-class InvalidEvent(ValueError):
-    """A canonical event that breaks the contract; `field` names the offending field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)

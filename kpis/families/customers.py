@@ -199,9 +199,9 @@ class Customer(Entity):
         if acquired is not None:
             out.append((acquired, tenant, "new_customers", (), 1))
         intervals = self.intervals()
-        for start, end, plan in risk_spans(self.risk_facts(), intervals):
-            out += [(start, tenant, "at_risk_customers", (("plan", plan),), 1),
-                    (end, tenant, "at_risk_customers", (("plan", plan),), -1)]
+        for risk_start, risk_end, risk_plan in risk_spans(self.risk_facts(), intervals):
+            out += [(risk_start, tenant, "at_risk_customers", (("plan", risk_plan),), 1),
+                    (risk_end, tenant, "at_risk_customers", (("plan", risk_plan),), -1)]
         for start, end, plan, region, reason in intervals:
             place = (("plan", plan), ("region", region))
             out.append((start, tenant, "active_customers", place, 1))

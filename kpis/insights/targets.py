@@ -99,14 +99,14 @@ def load_targets(path: Path | str) -> Targets:
     path = Path(path)
     try:
         document = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise TargetsError(f"{path}: cannot read the targets file: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetsError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as unread:
+        raise TargetsError(f"{path}: cannot read the targets file: {unread.strerror or unread}") from None
+    except tomllib.TOMLDecodeError as not_toml:
+        raise TargetsError(f"{path}: not valid TOML: {not_toml}") from None
     try:
         return parse_targets(document)
-    except TargetsError as exc:
-        raise TargetsError(f"{path}: {exc}") from None
+    except TargetsError as wrong:
+        raise TargetsError(f"{path}: {wrong}") from None
 
 
 def parse_targets(document: Mapping[str, Any]) -> Targets:

@@ -112,13 +112,13 @@ def test_dockerfile_default_command_is_a_real_subcommand(
     assert 'crm-kpi = "crmkpi.cli:main"' in (ROOT / "pyproject.toml").read_text()
 
 
-def test_dockerfile_runs_as_non_root_on_python_311_slim() -> None:
+def test_dockerfile_runs_the_compiled_build_as_non_root_on_python_311_slim() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     images = re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
     assert images and all(image == "python:3.11-slim" for image in images), images
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0"), users
-    assert re.search(r"^RUN pip install \.$", dockerfile, re.MULTILINE)
+    assert re.search(r"^RUN CRMKPI_COMPILE=1 pip install \.$", dockerfile, re.MULTILINE)
 
 
 def test_worker_can_scale_out() -> None:
